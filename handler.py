@@ -1,0 +1,91 @@
+"""RunPod serverless entry point: the cold start at import, then one job at a time.
+
+    python handler.py                         # RunPod's local test mode: runs test_input.json
+    python handler.py --test_input '{...}'    # ... or the given job
+    python handler.py --rp_serve_api          # RunPod's local API server (/run, /runsync, /status)
+
+Actions (``input.action``): ``generate`` (default), ``models``, ``format_input``. Every failure is a
+one-line ``{"error": ...}`` without paths or secrets, and the worker goes on serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+# RunPod's SDK logs whole jobs (inputs, s3Config credentials, base64 audio) at DEBUG: keep it at INFO
+# unless the operator asks otherwise.
+os.environ.setdefault("RUNPOD_DEBUG_LEVEL", "INFO")
+
+import runpod  # noqa: E402
+
+from inference.errors import AceStepError, CheckpointError, InputError, UnsupportedError, public_message  # noqa: E402
+from inference.service import GenerationService  # noqa: E402
+from inference.settings import Settings  # noqa: E402
+from inference.storage import secrets_of  # noqa: E402
+
+ACTIONS = ("generate", "models", "format_input")
+PROGRESS_INTERVAL_S = 1.0
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+log = logging.getLogger("acestep.handler")
+
+SETTINGS = Settings.from_env()
+try:
+    SERVICE: GenerationService | None = GenerationService.start(SETTINGS)
+    LOAD_ERROR: str | None = None
+except CheckpointError as err:
+    SERVICE, LOAD_ERROR = None, str(err)
+    log.error("cannot serve: %s", LOAD_ERROR)
+
+
+def _progress_sender(job: dict[str, Any]):
+    """Progress for RunPod's /status while the job runs (only on RunPod: it needs its webhook)."""
+    if not SETTINGS.runpod_post_output_url:
+        return None
+    last = {"at": 0.0, "stage": None}
+
+    def send(fraction: float, stage: str) -> None:
+        now = time.monotonic()
+        if stage == last["stage"] and now - last["at"] < PROGRESS_INTERVAL_S and fraction < 1.0:
+            return
+        last.update(at=now, stage=stage)
+        runpod.serverless.progress_update(job, {"progress": round(fraction, 3), "stage": stage})
+
+    return send
+
+
+def handler(job: dict[str, Any]) -> dict[str, Any]:
+    job_id = str(job.get("id", "local"))
+    job_input = job.get("input")
+    s3_config = job.get("s3Config") or (job_input.get("s3Config") if isinstance(job_input, dict) else None)
+    try:
+        if SERVICE is None:
+            raise CheckpointError(f"this worker could not load its model: {LOAD_ERROR}")
+        action = job_input.get("action", "generate") if isinstance(job_input, dict) else "generate"
+        if action == "generate":
+            return SERVICE.generate(job_input, job_id, s3_config, _progress_sender(job)).model_dump()
+        if action == "models":
+            return SERVICE.models().model_dump()
+        if action == "format_input":
+            raise UnsupportedError("format_input needs the 5 Hz LM, which this worker has not loaded "
+                                   "(ACESTEP_LM_MODEL)")
+        raise InputError(f"action must be one of {', '.join(ACTIONS)} (got {str(action)[:40]!r})")
+    except AceStepError as err:
+        message = public_message(err, secrets_of(SETTINGS, s3_config))
+        log.warning("job %s failed: %s", job_id, message)
+        return {"error": message}
+    except Exception as err:  # the worker must survive anything a job does
+        message = public_message(err, secrets_of(SETTINGS, s3_config))
+        log.exception("job %s failed unexpectedly: %s", job_id, message)
+        return {"error": message}
+
+
+if __name__ == "__main__":
+    if LOAD_ERROR is not None:
+        print(f"acestep-worker cannot start: {LOAD_ERROR}", file=sys.stderr)
+        sys.exit(1)
+    runpod.serverless.start({"handler": handler})

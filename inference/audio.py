@@ -1,0 +1,74 @@
+"""Songs to file bytes with libsndfile (through soundfile): mp3, wav, flac, ogg (Vorbis), opus.
+
+The model's rate (48 kHz) and channels are kept; samples are clipped to [-1, 1] before the conversion
+to integer PCM or a lossy codec, so a peak at full scale never wraps around. MP3 is constant bitrate at
+the requested kbps (libsndfile maps a compression level in [0, 1] linearly onto 320..32 kbps).
+Opus only runs at 8/12/16/24/48 kHz, which 48 kHz is.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile as sf
+
+from inference.schema import CONTENT_TYPES
+
+# format -> (libsndfile container, subtype, file extension)
+_CODECS = {
+    "mp3": ("MP3", "MPEG_LAYER_III", "mp3"),
+    "wav": ("WAV", "PCM_16", "wav"),
+    "flac": ("FLAC", "PCM_16", "flac"),
+    "ogg": ("OGG", "VORBIS", "ogg"),
+    "opus": ("OGG", "OPUS", "opus"),
+}
+MP3_MIN_KBPS, MP3_MAX_KBPS = 32, 320
+# libsndfile compression levels (0 best, 1 smallest), measured on full-band stereo at 48 kHz:
+# vorbis 0.5 is about 170 kbps, opus 0.75 about 140 kbps; both transparent for music.
+_LOSSY_LEVELS = {"ogg": 0.5, "opus": 0.75}
+
+
+@dataclass(frozen=True)
+class EncodedAudio:
+    data: bytes
+    format: str
+    extension: str
+    content_type: str
+    sample_rate: int
+    channels: int
+    duration_s: float
+
+
+def mp3_compression_level(kbps: int) -> float:
+    """The libsndfile compression level whose constant bitrate is ``kbps`` (libsndfile truncates, so aim
+    half a kbps high)."""
+    kbps = min(max(int(kbps), MP3_MIN_KBPS), MP3_MAX_KBPS)
+    level = (MP3_MAX_KBPS - kbps - 0.5) / (MP3_MAX_KBPS - MP3_MIN_KBPS)
+    return min(max(level, 0.0), 1.0)
+
+
+def peak_safe(samples: np.ndarray) -> np.ndarray:
+    """[channels, frames] float -> [frames, channels] float32 in [-1, 1], non-finite samples silenced."""
+    audio = np.nan_to_num(np.asarray(samples, dtype=np.float32), nan=0.0, posinf=1.0, neginf=-1.0)
+    return np.ascontiguousarray(np.clip(audio, -1.0, 1.0).T)
+
+
+def encode(samples: np.ndarray, sample_rate: int, audio_format: str = "mp3", mp3_bitrate: int = 192) -> EncodedAudio:
+    if audio_format not in _CODECS:
+        raise ValueError(f"audio_format must be one of {', '.join(_CODECS)} (got {audio_format!r})")
+    container, subtype, extension = _CODECS[audio_format]
+    frames = peak_safe(samples)
+    options: dict = {}
+    if audio_format == "mp3":
+        options = {"compression_level": mp3_compression_level(mp3_bitrate), "bitrate_mode": "CONSTANT"}
+    elif audio_format in _LOSSY_LEVELS:
+        options = {"compression_level": _LOSSY_LEVELS[audio_format]}
+    buffer = io.BytesIO()
+    with sf.SoundFile(buffer, mode="w", samplerate=sample_rate, channels=frames.shape[1], format=container,
+                      subtype=subtype, **options) as handle:
+        handle.write(frames)
+    return EncodedAudio(data=buffer.getvalue(), format=audio_format, extension=extension,
+                        content_type=CONTENT_TYPES[audio_format], sample_rate=sample_rate,
+                        channels=frames.shape[1], duration_s=frames.shape[0] / sample_rate)

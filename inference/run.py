@@ -1,0 +1,169 @@
+"""Validated requests to audio: one pipeline call for a list of compatible requests.
+
+``generate`` takes a list of requests and returns one ``Generation`` per request, so requests from
+several jobs that agree on everything the pipeline takes once per call (duration, steps, metas, task;
+see ``batch_key``) can share one batch. Each song has its own seeded generator, so its audio does not
+depend on the batch it ran in. Never imports runpod or an HTTP framework.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from inference.audio_input import decode_audio_input
+from inference.errors import GenerationError, UnsupportedError
+from inference.hardware import free_accelerator_memory
+from inference.load import LoadedPipeline
+from inference.schema import DEFAULT_DURATION_S, GenerateRequest, Metas
+from inference.seeds import generators_for, resolve_seeds
+
+# progress(fraction 0..1, stage)
+ProgressFn = Callable[[float, str], None]
+INSTRUMENTAL_LYRICS_FOR_DIT = "[Instrumental]"
+RANDOM_WEIGHTS_WARNING = "this worker's checkpoint has random weights (demo): the audio is noise"
+
+
+@dataclass
+class Song:
+    samples: np.ndarray  # float32 [channels, frames], peak at most 1.0
+    sample_rate: int
+    seed: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples.shape[-1] / self.sample_rate
+
+
+@dataclass
+class Generation:
+    """The songs of one request and what was actually sent to the model."""
+
+    songs: list[Song]
+    prompt: str
+    lyrics: str
+    metas: Metas
+    warnings: list[str] = field(default_factory=list)
+    generate_s: float = 0.0
+    lm_s: float = 0.0
+
+
+@dataclass
+class _Plan:
+    request: GenerateRequest
+    duration_s: float
+    seeds: list[int]
+    lyrics_for_dit: str
+    warnings: list[str]
+
+
+def _plan(loaded: LoadedPipeline, request: GenerateRequest) -> _Plan:
+    warnings = list(request.warnings)
+    if request.sample_query.strip():
+        raise UnsupportedError("sample_query needs the 5 Hz LM, which this worker has not loaded "
+                               "(ACESTEP_LM_MODEL); send a prompt and lyrics instead")
+    if request.thinking:
+        warnings.append("thinking was requested but no 5 Hz LM is loaded: generated without an LM plan")
+    if request.use_format:
+        warnings.append("use_format was requested but no 5 Hz LM is loaded: caption and lyrics used as given")
+    if loaded.is_turbo and "guidance_scale" in request.model_fields_set and request.guidance_scale != 1.0:
+        warnings.append(f"guidance_scale {request.guidance_scale:g} is ignored on turbo models (1.0 is used)")
+    if loaded.random_weights:
+        warnings.append(RANDOM_WEIGHTS_WARNING)
+    seeds, seed_warnings = resolve_seeds(request)
+    duration = request.audio_duration if request.audio_duration is not None else DEFAULT_DURATION_S
+    lyrics = INSTRUMENTAL_LYRICS_FOR_DIT if request.is_instrumental else request.lyrics
+    return _Plan(request, duration, seeds, lyrics, warnings + seed_warnings)
+
+
+def batch_key(request: GenerateRequest) -> tuple:
+    """Requests with equal keys can run in one pipeline call (the pipeline takes these once per call)."""
+    duration = request.audio_duration if request.audio_duration is not None else DEFAULT_DURATION_S
+    return (duration, request.inference_steps, request.guidance_scale, request.shift, request.bpm,
+            request.key_scale, request.time_signature, request.task_type, request.src_audio_base64,
+            request.reference_audio_base64, request.repainting_start, request.repainting_end,
+            request.audio_cover_strength)
+
+
+def _audio_tensor(loaded: LoadedPipeline, request: GenerateRequest, field_name) -> torch.Tensor | None:
+    data = request.audio_input(field_name)
+    return None if data is None else decode_audio_input(data, field_name, loaded.sample_rate)
+
+
+def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
+             progress: ProgressFn | None = None) -> list[Generation]:
+    """Run compatible requests as one batch; returns one ``Generation`` per request, in order."""
+    if not requests:
+        return []
+    if len({batch_key(r) for r in requests}) != 1:
+        raise ValueError("generate() needs requests that agree on batch_key(); split them first")
+    plans = [_plan(loaded, r) for r in requests]
+    first = plans[0].request
+    prompts = [p.request.prompt for p in plans for _ in p.seeds]
+    lyrics = [p.lyrics_for_dit for p in plans for _ in p.seeds]
+    languages = [p.request.vocal_language for p in plans for _ in p.seeds]
+    seeds = [s for p in plans for s in p.seeds]
+    duration = plans[0].duration_s
+    steps = first.inference_steps
+
+    def on_step_end(pipe, step_index, timestep, callback_kwargs):
+        if progress is not None:
+            progress((step_index + 1) / steps, "generating")
+        return callback_kwargs
+
+    started = time.perf_counter()
+    try:
+        with torch.inference_mode():
+            output = loaded.pipe(
+                prompt=prompts, lyrics=lyrics, vocal_language=languages, audio_duration=duration,
+                num_inference_steps=steps, guidance_scale=1.0 if loaded.is_turbo else first.guidance_scale,
+                shift=first.shift, generator=generators_for(seeds), bpm=first.bpm,
+                keyscale=first.key_scale or None, timesignature=first.time_signature or None,
+                task_type=first.task_type,
+                src_audio=_audio_tensor(loaded, first, "src_audio_base64"),
+                reference_audio=_audio_tensor(loaded, first, "reference_audio_base64"),
+                repainting_start=first.repainting_start,
+                repainting_end=None if first.repainting_end == -1 else first.repainting_end,
+                audio_cover_strength=first.audio_cover_strength,
+                callback_on_step_end=on_step_end, output_type="np")
+    except torch.OutOfMemoryError:
+        free_accelerator_memory()
+        raise GenerationError(_out_of_memory_message(len(seeds), duration)) from None
+    except RuntimeError as err:
+        if "out of memory" not in str(err).lower():
+            raise
+        free_accelerator_memory()
+        raise GenerationError(_out_of_memory_message(len(seeds), duration)) from None
+    generate_s = time.perf_counter() - started
+
+    audio = np.asarray(output.audios, dtype=np.float32)
+    if audio.shape[0] != len(seeds):
+        raise RuntimeError(f"the pipeline returned {audio.shape[0]} songs for {len(seeds)} requested")
+    frames = min(audio.shape[-1], int(round(duration * loaded.sample_rate)))
+    if not np.isfinite(audio).all():
+        raise GenerationError("the model produced non-finite audio (NaN/inf); try another seed or a float32/bfloat16 "
+                              "dtype (ACESTEP_DTYPE)")
+    results, offset = [], 0
+    for plan in plans:
+        songs = [Song(samples=audio[offset + i, :, :frames], sample_rate=loaded.sample_rate, seed=seed)
+                 for i, seed in enumerate(plan.seeds)]
+        offset += len(plan.seeds)
+        r = plan.request
+        results.append(Generation(
+            songs=songs, prompt=r.prompt, lyrics=r.lyrics,
+            metas=Metas(bpm=r.bpm, duration=frames / loaded.sample_rate, keyscale=r.key_scale,
+                        timesignature=r.time_signature, vocal_language=r.vocal_language),
+            warnings=plan.warnings, generate_s=generate_s))
+    if progress is not None:
+        progress(1.0, "generated")
+    return results
+
+
+def _out_of_memory_message(songs: int, duration: float) -> str:
+    return (f"out of GPU memory generating {songs} × {duration:g} s of audio; try a shorter audio_duration or a "
+            f"smaller batch_size")
+

@@ -1,0 +1,111 @@
+"""Every environment variable the project reads, typed, with its default: the one place to look.
+
+Each field's alias is the variable's name; the README's configuration table lists the same names
+(a test keeps the two in step). Nothing else in the project reads ``os.environ`` for configuration.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+SEVEN_DAYS_S = 7 * 24 * 3600
+
+
+class Settings(BaseModel):
+    """Configuration of the worker and the API shim, read once at start-up."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    # --- checkpoints and devices (API.md section 5) ---
+    checkpoint_dir: Path = Field(
+        Path("/app/checkpoints"), alias="ACESTEP_CHECKPOINT_DIR",
+        description="Folder holding the checkpoint folders baked into the image.")
+    dit_model: str = Field(
+        "acestep-v15-turbo", alias="ACESTEP_DIT_MODEL",
+        description="DiT checkpoint folder name under ACESTEP_CHECKPOINT_DIR (diffusers layout).")
+    config_path: Path | None = Field(
+        None, alias="ACESTEP_CONFIG_PATH",
+        description="Full path of the DiT folder; wins over the two above when set.")
+    lm_model: str | None = Field(
+        None, alias="ACESTEP_LM_MODEL",
+        description="5 Hz LM folder name; unset = chosen by GPU tier; 'none' disables the LM.")
+    lm_model_path: Path | None = Field(
+        None, alias="ACESTEP_LM_MODEL_PATH", description="Full path of the LM folder; wins when set.")
+    lm_backend: Literal["pt", "vllm"] = Field(
+        "pt", alias="ACESTEP_LM_BACKEND", description="'pt' (transformers) or 'vllm' when installed.")
+    device: str = Field(
+        "auto", alias="ACESTEP_DEVICE", description="auto (cuda > mps > cpu), or a torch device string.")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", alias="ACESTEP_DTYPE", description="auto = bfloat16 on CUDA, float32 elsewhere.")
+    warmup: bool = Field(
+        True, alias="ACESTEP_WARMUP", description="Run one short generation at start-up.")
+    max_duration_s: float | None = Field(
+        None, alias="ACESTEP_MAX_DURATION", description="Longest song in seconds; unset = by GPU tier.")
+    max_batch_size: int | None = Field(
+        None, alias="ACESTEP_MAX_BATCH_SIZE", description="Largest batch; unset = by GPU tier.")
+
+    # --- outputs and storage (API.md section 4) ---
+    output_dir: Path | None = Field(
+        None, alias="ACESTEP_OUTPUT_DIR",
+        description="When set and no bucket is configured, audio is written here and returned as paths.")
+    inline_max_bytes: int = Field(
+        7_000_000, alias="ACESTEP_INLINE_MAX_BYTES",
+        description="Largest total audio returned inline as base64 (base64 grows it by a third).")
+    upload_attempts: int = Field(
+        4, ge=1, le=10, alias="ACESTEP_UPLOAD_ATTEMPTS", description="Tries per upload, with backoff.")
+    upload_backoff_s: float = Field(
+        0.5, ge=0.0, le=30.0, alias="ACESTEP_UPLOAD_BACKOFF",
+        description="First retry delay in seconds; it doubles with each further try.")
+    undelivered_dir: Path = Field(
+        Path("/tmp/acestep-undelivered"), alias="ACESTEP_UNDELIVERED_DIR",
+        description="Where audio is kept when its upload fails, so nothing made is lost.")
+    bucket_endpoint_url: str | None = Field(None, alias="BUCKET_ENDPOINT_URL", description="S3-compatible endpoint.")
+    bucket_access_key_id: str | None = Field(None, alias="BUCKET_ACCESS_KEY_ID", description="Bucket access key.")
+    bucket_secret_access_key: SecretStr | None = Field(
+        None, alias="BUCKET_SECRET_ACCESS_KEY", description="Bucket secret key.")
+    bucket_name: str | None = Field(None, alias="BUCKET_NAME", description="Bucket for finished audio.")
+    bucket_region: str | None = Field(None, alias="BUCKET_REGION", description="Bucket region, if it needs one.")
+    bucket_prefix: str = Field("acestep", alias="BUCKET_PREFIX", description="Key prefix for uploaded audio.")
+    bucket_url_expiry_s: int = Field(
+        SEVEN_DAYS_S, ge=1, le=SEVEN_DAYS_S, alias="BUCKET_URL_EXPIRY",
+        description="Lifetime of presigned URLs in seconds (S3 allows at most 7 days).")
+
+    # --- set by RunPod on its workers ---
+    runpod_post_output_url: str | None = Field(
+        None, alias="RUNPOD_WEBHOOK_POST_OUTPUT",
+        description="Set by RunPod; when present, progress updates are sent during generation.")
+
+    # --- the HTTP API shim ---
+    api_host: str = Field("0.0.0.0", alias="ACESTEP_API_HOST", description="Shim listen address.")
+    api_port: int = Field(8000, alias="ACESTEP_API_PORT", description="Shim listen port.")
+    api_key: SecretStr | None = Field(None, alias="ACESTEP_API_KEY", description="Bearer key; unset = no auth.")
+    queue_maxsize: int = Field(200, ge=1, alias="ACESTEP_QUEUE_MAXSIZE", description="Shim task queue bound.")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        names = {field.alias for field in cls.model_fields.values()}
+        given = {name: env[name] for name in names if name in env and env[name].strip() != ""}
+        return cls.model_validate(given)
+
+    @classmethod
+    def env_names(cls) -> list[str]:
+        return [field.alias for field in cls.model_fields.values() if field.alias]
+
+    # --- derived values ---
+    @property
+    def dit_path(self) -> Path:
+        return self.config_path if self.config_path else self.checkpoint_dir / self.dit_model
+
+    @property
+    def dit_name(self) -> str:
+        return self.dit_path.name
+
+    @property
+    def env_bucket_configured(self) -> bool:
+        return bool(self.bucket_name and self.bucket_access_key_id and self.bucket_secret_access_key)
