@@ -96,7 +96,8 @@ def build_pipeline(config: TinyConfig = TinyConfig()):
                                             fsq_input_num_quantizers=1, **pooler)
     audio_token_detokenizer = AceStepAudioTokenDetokenizer(**pooler)
     vae = AutoencoderOobleck(
-        encoder_hidden_size=4, downsampling_ratios=list(c.downsampling), channel_multiples=[1, 1, 2, 2, 2],
+        # the encoder emits mean and scale: twice the latent channels, as the real VAE (128 -> 64)
+        encoder_hidden_size=2 * c.acoustic, downsampling_ratios=list(c.downsampling), channel_multiples=[1, 1, 2, 2, 2],
         decoder_channels=4, decoder_input_channels=c.acoustic, audio_channels=2, sampling_rate=c.sample_rate)
     scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1, shift=1.0)
     return AceStepPipeline(

@@ -1,0 +1,60 @@
+"""Encoding: decode what was encoded and check length, rate, channels, bitrate and peak safety."""
+
+import numpy as np
+import pytest
+
+from conftest import decode
+from inference.audio import encode, mp3_compression_level
+
+RATE = 48_000
+
+
+def tone(seconds=2.0, amplitude=0.8):
+    t = np.arange(int(seconds * RATE)) / RATE
+    return (amplitude * np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 554 * t)])).astype(np.float32)
+
+
+@pytest.mark.parametrize("fmt,content_type", [
+    ("mp3", "audio/mpeg"), ("wav", "audio/wav"), ("flac", "audio/flac"), ("ogg", "audio/ogg"), ("opus", "audio/ogg"),
+])
+def test_every_format_decodes_to_the_same_length_rate_and_channels(fmt, content_type):
+    samples = tone(2.0)
+    encoded = encode(samples, RATE, fmt)
+    audio, rate = decode(encoded.data)
+    assert encoded.content_type == content_type and encoded.extension == fmt
+    assert rate == RATE and audio.shape[1] == 2
+    assert abs(audio.shape[0] - samples.shape[1]) <= RATE * 0.03  # lossy codecs may pad a frame
+    # the left channel still correlates with the 440 Hz tone (the right with 554 Hz)
+    n = min(audio.shape[0], samples.shape[1])
+    assert np.corrcoef(audio[:n, 0], samples[0, :n])[0, 1] > 0.9
+
+
+@pytest.mark.parametrize("kbps", [64, 128, 192, 320])
+def test_mp3_bitrate_follows_the_request(kbps):
+    seconds = 4.0
+    encoded = encode(tone(seconds), RATE, "mp3", mp3_bitrate=kbps)
+    measured = len(encoded.data) * 8 / seconds / 1000
+    assert abs(measured - kbps) / kbps < 0.05, measured
+
+
+def test_mp3_levels_cover_the_range_monotonically():
+    levels = [mp3_compression_level(k) for k in (32, 96, 192, 320)]
+    assert levels == sorted(levels, reverse=True) and 0.0 <= min(levels) and max(levels) <= 1.0
+
+
+def test_lossless_round_trip_is_exact_to_16_bits():
+    samples = tone(1.0, amplitude=0.5)
+    for fmt in ("wav", "flac"):
+        audio, _ = decode(encode(samples, RATE, fmt).data)
+        assert np.max(np.abs(audio.T - samples)) < 2 / 32768
+
+
+def test_overloud_and_non_finite_samples_do_not_wrap():
+    samples = tone(1.0, amplitude=1.7)
+    samples[0, 100:200] = np.nan
+    audio, _ = decode(encode(samples, RATE, "wav").data)
+    assert np.max(np.abs(audio)) <= 1.0
+    assert np.all(audio[100:200, 0] == 0.0)
+    # clipping keeps the sign: a positive overload stays near +1, it does not wrap to -1
+    peak_index = int(np.argmax(samples[1]))
+    assert audio[peak_index, 1] > 0.99
