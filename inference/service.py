@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from inference import run
-from inference.audio import encode
+from inference.audio import encode_all
 from inference.load import LoadedPipeline, load_pipeline
 from inference.schema import (
     AudioOut,
@@ -56,8 +56,8 @@ class GenerationService:
         encode_started = time.perf_counter()
         if progress:
             progress(1.0, "encoding")
-        encoded = [encode(song.samples, song.sample_rate, request.audio_format, request.mp3_bitrate)
-                   for song in generation.songs]
+        encoded = encode_all([song.samples for song in generation.songs], self.loaded.sample_rate,
+                             request.audio_format, request.mp3_bitrate)
         encode_s = time.perf_counter() - encode_started
 
         upload_started = time.perf_counter()

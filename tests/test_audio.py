@@ -58,3 +58,11 @@ def test_overloud_and_non_finite_samples_do_not_wrap():
     # clipping keeps the sign: a positive overload stays near +1, it does not wrap to -1
     peak_index = int(np.argmax(samples[1]))
     assert audio[peak_index, 1] > 0.99
+
+
+def test_encoding_several_songs_at_once_gives_the_same_files_in_order():
+    from inference.audio import encode_all
+
+    songs = [tone(1.0, amplitude=a) for a in (0.2, 0.5, 0.8)]
+    together = encode_all(songs, RATE, "flac")
+    assert [e.data for e in together] == [encode(s, RATE, "flac").data for s in songs]
