@@ -103,3 +103,20 @@ def test_repaint_with_source_audio_keeps_the_length_of_the_source(loaded):
                        audio_duration=None, batch_size=1, seed=1)
     assert generation.songs[0].samples.shape[0] == 2
     assert generation.songs[0].duration_s == pytest.approx(12.0, abs=0.05)
+
+
+def test_out_of_memory_mid_generation_is_a_clear_error_and_the_next_request_works(loaded):
+    import torch
+
+    from inference.errors import GenerationError
+
+    def exhaust(fraction, stage):
+        if stage == "generating" and fraction >= 0.5:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    request = parse_generate_request({**SONG, "batch_size": 2, "audio_duration": 30}, loaded.limits)
+    with pytest.raises(GenerationError) as caught:
+        run.generate(loaded, [request], progress=exhaust)
+    assert str(caught.value) == ("out of GPU memory generating 2 × 30 s of audio; try a shorter audio_duration "
+                                 "or a smaller batch_size")
+    assert len(songs(loaded, batch_size=1).songs) == 1
