@@ -45,3 +45,38 @@ def test_a_missing_checkpoint_is_one_clear_line_not_a_traceback(tmp_path):
     assert "acestep-worker cannot start: no DiT checkpoint folder at" in result.stderr
     assert "builder/" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_progress_reaches_runpods_job_webhook(checkpoint_dir, tmp_path):
+    """With RunPod's webhook variable set, progress_update posts each stage; a loopback server records them."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = worker_env(checkpoint_dir, ACESTEP_OUTPUT_DIR=str(tmp_path),
+                         RUNPOD_WEBHOOK_POST_OUTPUT=f"http://127.0.0.1:{server.server_port}/job-done")
+        job = {"input": {"prompt": "x", "audio_duration": 10, "batch_size": 1, "inference_steps": 4}}
+        result = run_handler(env, "--test_input", json.dumps(job))
+        assert result.returncode == 0, result.stderr[-2000:]
+    finally:
+        server.shutdown()
+    updates = [r["output"] for r in received if r.get("status") == "IN_PROGRESS"]
+    stages = [u["stage"] for u in updates]
+    # the SDK posts from daemon threads and local mode exits right after the job, so only stages with
+    # work after them are sure to arrive ("delivering" may be cut off)
+    assert "generating" in stages and "encoding" in stages
+    generating = [u["progress"] for u in updates if u["stage"] == "generating"]
+    assert generating == sorted(generating) and all(0.0 < p <= 1.0 for p in generating)
