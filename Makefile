@@ -28,6 +28,7 @@ demo: install
 	@echo "songs written to $(OUTPUT_DIR)"
 
 test: install
+	$(PY) -m ruff check inference handler.py bench tests
 	$(PY) -m pytest -q
 
 bench: install

@@ -88,7 +88,7 @@ def check_checkpoint_folder(path: Path) -> None:
     try:
         class_name = json.loads(index.read_text()).get("_class_name")
     except (OSError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{index} is not readable JSON ({err}); rebuild the checkpoint: {HOW_TO_GET}")
+        raise CheckpointError(f"{index} is not readable JSON ({err}); rebuild the checkpoint: {HOW_TO_GET}") from None
     if class_name != "AceStepPipeline":
         raise CheckpointError(f"{index} describes a {class_name}, not an AceStepPipeline")
     missing = [name for name in REQUIRED_COMPONENTS if not (path / name).is_dir()]

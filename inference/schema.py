@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -213,7 +212,8 @@ class GenerateRequest(BaseModel):
             try:
                 items = [int(part) for part in value.split(",")]
             except ValueError:
-                raise ValueError(f"must be an integer or comma-separated integers like '12,34' (got {_clip(value)})")
+                raise ValueError(
+                    f"must be an integer or comma-separated integers like '12,34' (got {_clip(value)})") from None
         elif isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             items = list(value)
         else:
@@ -303,7 +303,7 @@ def _decode_base64(value: str) -> bytes:
     try:
         raw = base64.b64decode("".join(data.split()), validate=True)
     except (binascii.Error, ValueError):
-        raise ValueError("is not valid base64")
+        raise ValueError("is not valid base64") from None
     if not raw:
         raise ValueError("is empty")
     return raw
@@ -321,7 +321,7 @@ def _source_dict(value: Any, name: str) -> dict[str, Any]:
         try:
             value = json.loads(value)
         except json.JSONDecodeError:
-            raise InputError(f"{name} must be a JSON object (a dict or a JSON string of one)")
+            raise InputError(f"{name} must be a JSON object (a dict or a JSON string of one)") from None
     if not isinstance(value, Mapping):
         raise InputError(f"{name} must be a JSON object (a dict or a JSON string of one), got {type(value).__name__}")
     return dict(value)
