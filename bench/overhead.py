@@ -2,7 +2,8 @@
 
 Both run in this process on the same loaded weights and the same request (test_input.json's: 10 s of
 audio, batch 2, 8 steps, mp3), interleaved round by round so machine noise hits both alike; the figure is
-the ratio of the medians. Also measured: the same job as wav (what the handler costs without a lossy\nencoder), and encode time per second of audio for every format.
+the ratio of the medians. Also measured: the same job as wav (what the handler costs without a lossy
+encoder), and encode time per second of audio for every format.
 
     python bench/overhead.py [--rounds 7] [--checkpoint-dir DIR]
 

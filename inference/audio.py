@@ -12,6 +12,7 @@ import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import soundfile as sf
@@ -79,8 +80,9 @@ def encode(samples: np.ndarray, sample_rate: int, audio_format: str = "mp3", mp3
 def encode_all(songs: list[np.ndarray], sample_rate: int, audio_format: str = "mp3",
                mp3_bitrate: int = 192) -> list[EncodedAudio]:
     """Encode several songs at once, one thread each up to the core count (libsndfile runs without the GIL)."""
+    one = partial(encode, sample_rate=sample_rate, audio_format=audio_format, mp3_bitrate=mp3_bitrate)
     workers = min(len(songs), os.cpu_count() or 1)
     if workers <= 1:
-        return [encode(s, sample_rate, audio_format, mp3_bitrate) for s in songs]
+        return [one(song) for song in songs]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="encode") as pool:
-        return list(pool.map(lambda s: encode(s, sample_rate, audio_format, mp3_bitrate), songs))
+        return list(pool.map(one, songs))

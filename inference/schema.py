@@ -150,6 +150,7 @@ class GenerateRequest(BaseModel):
     mp3_bitrate: int = Field(192, ge=32, le=320, json_schema_extra={"unit": "kbps"})
 
     _warnings: list[str] = PrivateAttr(default_factory=list)
+    _audio_bytes: dict[str, bytes] = PrivateAttr(default_factory=dict)
 
     # --- field rules ---------------------------------------------------------------------------
     @field_validator("bpm", "audio_duration", "lm_top_k", mode="before")
@@ -232,8 +233,7 @@ class GenerateRequest(BaseModel):
             return None
         if len(value) > MAX_AUDIO_INPUT_BYTES * 4 // 3 + 4:
             raise ValueError(f"must be at most {MAX_AUDIO_INPUT_BYTES // (1024 * 1024)} MiB of audio")
-        _decode_base64(value)
-        return value
+        return value  # decoded once, in _cross_fields, and kept
 
     @field_validator("src_audio_url", "reference_audio_url", mode="after")
     @classmethod
@@ -245,6 +245,13 @@ class GenerateRequest(BaseModel):
     # --- cross-field rules: the one place for them ---------------------------------------------
     @model_validator(mode="after")
     def _cross_fields(self, info: ValidationInfo):
+        for name in ("src_audio_base64", "reference_audio_base64"):
+            value = getattr(self, name)
+            if value is not None:
+                try:
+                    self._audio_bytes[name] = _decode_base64(value)
+                except ValueError as err:
+                    raise ValueError(f"{name} {err}") from None
         if not (self.prompt.strip() or self.lyrics.strip() or self.sample_query.strip()):
             raise ValueError("the request is empty: give a prompt (caption), lyrics or a sample_query")
         if self.task_type in SOURCE_AUDIO_TASKS and not self.src_audio_base64:
@@ -294,8 +301,7 @@ class GenerateRequest(BaseModel):
         return CONTENT_TYPES[self.audio_format]
 
     def audio_input(self, field: Literal["src_audio_base64", "reference_audio_base64"]) -> bytes | None:
-        value = getattr(self, field)
-        return None if value is None else _decode_base64(value)
+        return self._audio_bytes.get(field)
 
 
 def _decode_base64(value: str) -> bytes:
