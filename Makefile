@@ -28,11 +28,12 @@ demo: install
 	@echo "songs written to $(OUTPUT_DIR)"
 
 test: install
-	$(PY) -m ruff check inference handler.py bench tests
+	$(PY) -m ruff check inference api_shim client handler.py generate_music.py bench tests
 	$(PY) -m pytest -q
 
 bench: install
 	$(PY) bench/overhead.py
+	$(PY) bench/shim_polls.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

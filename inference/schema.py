@@ -105,8 +105,8 @@ def _clip(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-class GenerateRequest(BaseModel):
-    """One generation request: API.md section 3, canonical names (aliases in ``ALIASES``)."""
+class SongFields(BaseModel):
+    """The fields that describe a song, shared by generation and ``format_input``, with their rules."""
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
 
@@ -116,52 +116,15 @@ class GenerateRequest(BaseModel):
     audio_duration: float | None = Field(
         None, ge=MIN_DURATION_S, le=MAX_DURATION_S, json_schema_extra={"unit": "seconds"},
         description="Seconds of audio (aliases: duration, target_duration); unset = the LM's plan, else 60.")
-    batch_size: int = Field(2, ge=1, le=MAX_BATCH_SIZE, description="Songs per request.")
-    seed: int | str | list[int] = Field(
-        -1, description='A seed, "s1,s2" or a list, one per song; -1 = random. The seeds used come back.')
-    use_random_seed: bool | None = Field(None, description="Random seeds even if a seed is given; default: "
-                                                           "true unless a seed is given.")
-    inference_steps: int = Field(8, ge=1, le=MAX_STEPS, description="Denoising steps (turbo 1-20, base/sft 1-200).")
-    guidance_scale: float = Field(7.0, ge=0.0, le=30.0, description="CFG scale; ignored (1.0) on turbo models.")
-    shift: float = Field(3.0, ge=1.0, le=5.0, description="Timestep shift of the flow schedule.")
     bpm: int | None = Field(None, ge=30, le=300, description="Beats per minute; unset = model's choice.")
     key_scale: str = Field("", description='Key, e.g. "C major", "F# minor" (aliases: keyscale, key).')
     time_signature: str = Field("", description='"2", "3", "4" or "6" (also "4/4" etc.; alias: timesignature).')
     vocal_language: str = Field("en", description="ISO code of the lyrics' language or 'unknown' (alias: language).")
-    thinking: bool = Field(False, description="The 5 Hz LM plans metadata and audio codes first.")
-    use_format: bool = Field(False, description="The LM rewrites caption and lyrics first (alias: format).")
-    sample_query: str = Field("", max_length=MAX_PROMPT_CHARS,
-                              description="The LM writes caption, lyrics and metas from this (alias: description).")
-    lm_temperature: float = Field(0.85, ge=0.0, le=2.0)
-    lm_cfg_scale: float = Field(2.5, ge=1.0, le=10.0)
-    lm_top_p: float = Field(0.9, gt=0.0, le=1.0)
-    lm_top_k: int | None = Field(None, ge=1, le=1000)
-    lm_negative_prompt: str = Field("NO USER INPUT", max_length=MAX_PROMPT_CHARS)
-    task_type: Literal["text2music", "repaint", "cover", "extract", "lego", "complete"] = "text2music"
-    src_audio_url: str | None = Field(None, description="Source audio by URL (not served by this worker yet).")
-    src_audio_base64: str | None = Field(None, description="Source audio file (wav/flac/mp3/ogg) as base64.")
-    reference_audio_url: str | None = Field(None, description="Reference audio by URL (not served by this worker yet).")
-    reference_audio_base64: str | None = Field(None, description="Timbre reference audio file as base64.")
-    repainting_start: float = Field(0.0, ge=0.0, le=MAX_DURATION_S, json_schema_extra={"unit": "seconds"})
-    repainting_end: float = Field(-1.0, ge=-1.0, le=MAX_DURATION_S, json_schema_extra={"unit": "seconds"},
-                                  description="End of the repainted span in seconds; -1 = the end.")
-    audio_cover_strength: float = Field(1.0, ge=0.0, le=1.0)
-    audio_format: Literal["mp3", "wav", "flac", "ogg", "opus"] = "mp3"
-    mp3_bitrate: int = Field(192, ge=32, le=320, json_schema_extra={"unit": "kbps"})
 
-    _warnings: list[str] = PrivateAttr(default_factory=list)
-    _audio_bytes: dict[str, bytes] = PrivateAttr(default_factory=dict)
-
-    # --- field rules ---------------------------------------------------------------------------
-    @field_validator("bpm", "audio_duration", "lm_top_k", mode="before")
+    @field_validator("bpm", "audio_duration", mode="before")
     @classmethod
     def _unset_numbers(cls, value):
         return None if _is_unset(value) else value
-
-    @field_validator("audio_format", mode="before")
-    @classmethod
-    def _lower_format(cls, value):
-        return value.strip().lower().lstrip(".") if isinstance(value, str) else value
 
     @field_validator("key_scale", mode="before")
     @classmethod
@@ -197,6 +160,53 @@ class GenerateRequest(BaseModel):
         if isinstance(value, str) and value.strip().lower() in VALID_LANGUAGES:
             return value.strip().lower()
         raise ValueError(f"must be one of {', '.join(VALID_LANGUAGES)} (got {_clip(value)})")
+
+
+class GenerateRequest(SongFields):
+    """One generation request: API.md section 3, canonical names (aliases in ``ALIASES``)."""
+
+    batch_size: int = Field(2, ge=1, le=MAX_BATCH_SIZE, description="Songs per request.")
+    seed: int | str | list[int] = Field(
+        -1, description='A seed, "s1,s2" or a list, one per song; -1 = random. The seeds used come back.')
+    use_random_seed: bool | None = Field(None, description="Random seeds even if a seed is given; default: "
+                                                           "true unless a seed is given.")
+    inference_steps: int = Field(8, ge=1, le=MAX_STEPS, description="Denoising steps (turbo 1-20, base/sft 1-200).")
+    guidance_scale: float = Field(7.0, ge=0.0, le=30.0, description="CFG scale; ignored (1.0) on turbo models.")
+    shift: float = Field(3.0, ge=1.0, le=5.0, description="Timestep shift of the flow schedule.")
+    thinking: bool = Field(False, description="The 5 Hz LM plans metadata and audio codes first.")
+    use_format: bool = Field(False, description="The LM rewrites caption and lyrics first (alias: format).")
+    sample_query: str = Field("", max_length=MAX_PROMPT_CHARS,
+                              description="The LM writes caption, lyrics and metas from this (alias: description).")
+    lm_temperature: float = Field(0.85, ge=0.0, le=2.0)
+    lm_cfg_scale: float = Field(2.5, ge=1.0, le=10.0)
+    lm_top_p: float = Field(0.9, gt=0.0, le=1.0)
+    lm_top_k: int | None = Field(None, ge=1, le=1000)
+    lm_negative_prompt: str = Field("NO USER INPUT", max_length=MAX_PROMPT_CHARS)
+    task_type: Literal["text2music", "repaint", "cover", "extract", "lego", "complete"] = "text2music"
+    src_audio_url: str | None = Field(None, description="Source audio by URL (not served by this worker yet).")
+    src_audio_base64: str | None = Field(None, description="Source audio file (wav/flac/mp3/ogg) as base64.")
+    reference_audio_url: str | None = Field(None, description="Reference audio by URL (not served by this worker yet).")
+    reference_audio_base64: str | None = Field(None, description="Timbre reference audio file as base64.")
+    repainting_start: float = Field(0.0, ge=0.0, le=MAX_DURATION_S, json_schema_extra={"unit": "seconds"})
+    repainting_end: float = Field(-1.0, ge=-1.0, le=MAX_DURATION_S, json_schema_extra={"unit": "seconds"},
+                                  description="End of the repainted span in seconds; -1 = the end.")
+    audio_cover_strength: float = Field(1.0, ge=0.0, le=1.0)
+    audio_format: Literal["mp3", "wav", "flac", "ogg", "opus"] = "mp3"
+    mp3_bitrate: int = Field(192, ge=32, le=320, json_schema_extra={"unit": "kbps"})
+
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+    _audio_bytes: dict[str, bytes] = PrivateAttr(default_factory=dict)
+
+    # --- field rules ---------------------------------------------------------------------------
+    @field_validator("lm_top_k", mode="before")
+    @classmethod
+    def _unset_top_k(cls, value):
+        return None if _is_unset(value) else value
+
+    @field_validator("audio_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value):
+        return value.strip().lower().lstrip(".") if isinstance(value, str) else value
 
     @field_validator("seed", mode="before")
     @classmethod
@@ -343,7 +353,8 @@ def _canonical(source: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def merge_sources(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def merge_sources(data: Mapping[str, Any], field_names: frozenset[str] = _FIELD_NAMES
+                  ) -> tuple[dict[str, Any], list[str]]:
     """Top level, then ``param_obj``, then ``metas``/``metadata``; returns (fields, unknown keys)."""
     merged: dict[str, Any] = {}
     unknown: list[str] = []
@@ -351,7 +362,7 @@ def merge_sources(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     sources += [(name, _source_dict(data.get(name), name)) for name in _NESTED_SOURCES]
     for source_name, source in sources:
         for key, value in _canonical(source).items():
-            if key in _FIELD_NAMES:
+            if key in field_names:
                 merged.setdefault(key, value)
             elif key not in ENVELOPE_KEYS:
                 unknown.append(key if source_name == "input" else f"{source_name}.{key}")
@@ -374,8 +385,36 @@ def parse_generate_request(data: Any, limits: Limits | None = None) -> GenerateR
     return request
 
 
-def _range_text(name: str) -> str:
-    field = GenerateRequest.model_fields.get(name)
+class FormatInputRequest(SongFields):
+    """``format_input``: the 5 Hz LM rewrites caption and lyrics and fills in the metadata it is not given.
+
+    Read like a generation request: top level, then ``param_obj`` (duration, bpm, key/key_scale,
+    time_signature, language), then ``metas``/``metadata``. A value the caller gives always wins.
+    """
+
+    vocal_language: str = Field("unknown", description="Lyrics' language; 'unknown' = the LM decides.")
+    temperature: float = Field(0.85, ge=0.0, le=2.0, description="LM sampling temperature.")
+
+    @model_validator(mode="after")
+    def _not_empty(self):
+        if not (self.prompt.strip() or self.lyrics.strip()):
+            raise ValueError("the request is empty: give a prompt (caption) or lyrics to format")
+        return self
+
+
+def parse_format_input_request(data: Any) -> FormatInputRequest:
+    """Validate a ``format_input`` body; raises ``InputError`` with one line naming the field."""
+    if not isinstance(data, Mapping) or not data:
+        raise InputError("input must be a JSON object with a prompt (caption) and/or lyrics")
+    fields, _ = merge_sources(data, frozenset(FormatInputRequest.model_fields))
+    try:
+        return FormatInputRequest.model_validate(fields)
+    except ValidationError as err:
+        raise InputError(describe_validation_error(err, FormatInputRequest)) from None
+
+
+def _range_text(name: str, model: type[BaseModel] | None = None) -> str:
+    field = (model or GenerateRequest).model_fields.get(name)
     if field is None:
         return ""
     lo = hi = None
@@ -389,7 +428,7 @@ def _range_text(name: str) -> str:
     return f"between {lo:g} and {hi:g}{' ' + unit if unit else ''}"
 
 
-def describe_validation_error(err: ValidationError) -> str:
+def describe_validation_error(err: ValidationError, model: type[BaseModel] | None = None) -> str:
     """One line per problem, joined by '; ', each naming the field and what is allowed."""
     parts = []
     for item in err.errors(include_url=False):
@@ -399,7 +438,7 @@ def describe_validation_error(err: ValidationError) -> str:
             continue
         kind, given = item["type"], item.get("input")
         if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}:
-            parts.append(f"{name} must be {_range_text(name)} (got {given!r})")
+            parts.append(f"{name} must be {_range_text(name, model)} (got {given!r})")
         elif kind == "string_too_long":
             limit = item.get("ctx", {}).get("max_length")
             parts.append(f"{name} must be at most {limit} characters (got {len(given)})")
@@ -409,10 +448,10 @@ def describe_validation_error(err: ValidationError) -> str:
             message = str(item.get("ctx", {}).get("error", item["msg"]))
             parts.append(message if name == "input" else f"{name} {message}")
         elif kind in {"int_parsing", "int_from_float", "int_type"}:
-            extra = f" {_range_text(name)}" if _range_text(name) else ""
+            extra = f" {_range_text(name, model)}" if _range_text(name, model) else ""
             parts.append(f"{name} must be an integer{extra} (got {_clip(given)})")
         elif kind in {"float_parsing", "float_type"}:
-            extra = f" {_range_text(name)}" if _range_text(name) else ""
+            extra = f" {_range_text(name, model)}" if _range_text(name, model) else ""
             parts.append(f"{name} must be a number{extra} (got {_clip(given)})")
         elif kind in {"bool_parsing", "bool_type"}:
             parts.append(f"{name} must be true or false (got {_clip(given)})")
@@ -490,6 +529,18 @@ class ModelsResponse(BaseModel):
     models: list[ModelInfo]
     default_model: str
     lm_models: list[LmModelInfo] = Field(default_factory=list)
+
+
+class FormatInputResponse(BaseModel):
+    """What ``format_input`` returns: the rewritten caption and lyrics and the completed metadata."""
+
+    caption: str
+    lyrics: str
+    bpm: int | None = None
+    key_scale: str = ""
+    time_signature: str = ""
+    duration: float | None = None
+    vocal_language: str = "unknown"
 
 
 class ErrorResponse(BaseModel):

@@ -15,6 +15,7 @@ from inference.audio import encode_all
 from inference.load import LoadedPipeline, load_pipeline
 from inference.schema import (
     AudioOut,
+    GenerateRequest,
     GenerateResponse,
     LmModelInfo,
     ModelInfo,
@@ -23,7 +24,7 @@ from inference.schema import (
     parse_generate_request,
 )
 from inference.settings import Settings
-from inference.storage import choose_target
+from inference.storage import Target, choose_target
 
 log = logging.getLogger("acestep.service")
 
@@ -46,11 +47,18 @@ class GenerationService:
             lm_models=[LmModelInfo(name=self.settings.lm_model, is_loaded=False)]
             if self.settings.lm_model and self.settings.lm_model.lower() != "none" else [])
 
+    def parse(self, job_input: Any) -> GenerateRequest:
+        """Validate a job's input against this deployment's limits (tier, turbo or base)."""
+        return parse_generate_request(job_input, self.loaded.limits)
+
     def generate(self, job_input: Any, job_id: str, s3_config: Any = None,
-                 progress: run.ProgressFn | None = None) -> GenerateResponse:
+                 progress: run.ProgressFn | None = None, target: Target | None = None) -> GenerateResponse:
+        """One job end to end. ``job_input`` is a raw input or an already validated request; ``target``
+        overrides where the audio goes (the shim's pod mode always writes to its output folder)."""
         started = time.perf_counter()
-        request = parse_generate_request(job_input, self.loaded.limits)
-        target = choose_target(self.settings, s3_config)  # a bad s3Config fails before any GPU time is spent
+        request = job_input if isinstance(job_input, GenerateRequest) else self.parse(job_input)
+        if target is None:
+            target = choose_target(self.settings, s3_config)  # a bad s3Config fails before any GPU time is spent
         [generation] = run.generate(self.loaded, [request], progress)
 
         encode_started = time.perf_counter()

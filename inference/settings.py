@@ -84,7 +84,36 @@ class Settings(BaseModel):
     api_host: str = Field("0.0.0.0", alias="ACESTEP_API_HOST", description="Shim listen address.")
     api_port: int = Field(8000, alias="ACESTEP_API_PORT", description="Shim listen port.")
     api_key: SecretStr | None = Field(None, alias="ACESTEP_API_KEY", description="Bearer key; unset = no auth.")
-    queue_maxsize: int = Field(200, ge=1, alias="ACESTEP_QUEUE_MAXSIZE", description="Shim task queue bound.")
+    queue_maxsize: int = Field(
+        200, ge=1, alias="ACESTEP_QUEUE_MAXSIZE",
+        description="Shim: tasks that may wait for the GPU (local backend); one more answers HTTP 429.")
+    shim_backend: Literal["auto", "local", "runpod"] = Field(
+        "auto", alias="ACESTEP_SHIM_BACKEND",
+        description="Shim: 'runpod' forwards to a RunPod endpoint, 'local' generates in-process (pod mode); "
+                    "auto = runpod when RUNPOD_ENDPOINT_ID and RUNPOD_API_KEY are set.")
+    max_body_bytes: int = Field(
+        48 * 1024 * 1024, ge=1024, alias="ACESTEP_MAX_BODY_BYTES",
+        description="Shim: largest request body (base64 audio inputs included); larger answers HTTP 413.")
+    task_db: Path | None = Field(
+        None, alias="ACESTEP_TASK_DB",
+        description="Shim: SQLite file of task records; unset = tasks.sqlite3 in the shim's output folder.")
+    result_ttl_s: int = Field(
+        SEVEN_DAYS_S, ge=24 * 3600, alias="ACESTEP_RESULT_TTL",
+        description="Shim: how long finished tasks and their local audio files are kept (at least 24 h).")
+
+    # --- the shim's RunPod backend ---
+    runpod_endpoint_id: str | None = Field(
+        None, alias="RUNPOD_ENDPOINT_ID", description="Shim: the RunPod serverless endpoint to forward jobs to.")
+    runpod_api_key: SecretStr | None = Field(None, alias="RUNPOD_API_KEY", description="Shim: RunPod API key.")
+    runpod_base_url: str = Field(
+        "https://api.runpod.ai/v2", alias="RUNPOD_ENDPOINT_BASE_URL",
+        description="Shim: RunPod's queue API (the same variable as RunPod's SDK); overridable for tests.")
+    runpod_attempts: int = Field(
+        5, ge=1, le=10, alias="ACESTEP_RUNPOD_ATTEMPTS",
+        description="Shim: tries per RunPod API call on 429, 5xx or a network error, with backoff.")
+    runpod_backoff_s: float = Field(
+        0.5, ge=0.0, le=30.0, alias="ACESTEP_RUNPOD_BACKOFF",
+        description="Shim: first retry delay in seconds for RunPod API calls; it doubles with each try.")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -105,6 +134,21 @@ class Settings(BaseModel):
     @property
     def dit_name(self) -> str:
         return self.dit_path.name
+
+    @property
+    def shim_output_dir(self) -> Path:
+        """Where the shim keeps audio and its task records: ACESTEP_OUTPUT_DIR, else ./outputs."""
+        return (self.output_dir or Path("outputs")).resolve()
+
+    @property
+    def shim_task_db(self) -> Path:
+        return self.task_db or self.shim_output_dir / "tasks.sqlite3"
+
+    @property
+    def shim_uses_runpod(self) -> bool:
+        if self.shim_backend != "auto":
+            return self.shim_backend == "runpod"
+        return bool(self.runpod_endpoint_id and self.runpod_api_key)
 
     @property
     def env_bucket_configured(self) -> bool:

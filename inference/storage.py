@@ -232,7 +232,8 @@ def choose_target(settings: Settings, s3_config: Any = None) -> Target:
 def secrets_of(settings: Settings, s3_config: Any = None) -> tuple[str, ...]:
     """Secret values that must never appear in a message or a log line."""
     found = [settings.bucket_secret_access_key.get_secret_value() if settings.bucket_secret_access_key else "",
-             settings.api_key.get_secret_value() if settings.api_key else ""]
+             settings.api_key.get_secret_value() if settings.api_key else "",
+             settings.runpod_api_key.get_secret_value() if settings.runpod_api_key else ""]
     if isinstance(s3_config, dict):
         found += [str(s3_config.get("accessSecret", "")), str(s3_config.get("accessId", ""))]
     return tuple(s for s in found if s)

@@ -157,3 +157,39 @@ def runsync(url: str, job_input, timeout: float = 120, **extra) -> dict:
     response = requests.post(f"{url}/runsync", json={"input": job_input, **extra}, timeout=timeout)
     response.raise_for_status()
     return response.json()
+
+
+def start_shim(checkpoint_dir: Path, output_dir: Path, wait_ready: bool = True, **env: str
+               ) -> tuple[subprocess.Popen, str]:
+    """``python -m api_shim`` on a loopback port: the real app under uvicorn, in its own process."""
+    port = free_port()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    log_path = output_dir.parent / f"shim-{port}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "api_shim"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            env=worker_env(checkpoint_dir, ACESTEP_API_HOST="127.0.0.1", ACESTEP_API_PORT=str(port),
+                           ACESTEP_OUTPUT_DIR=str(output_dir), ACESTEP_WARMUP="0", **env))
+    process.log_path = log_path
+    url = f"http://127.0.0.1:{port}"
+    wait_for_http(f"{url}/health", process)
+    if wait_ready:
+        deadline = time.monotonic() + 120
+        while requests.get(f"{url}/health", timeout=5).status_code != 200:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"the shim did not become ready: {read_log(process)}")
+            time.sleep(0.2)
+    return process, url
+
+
+def wait_for_task(url: str, task_id: str, timeout: float = 120, headers: dict | None = None) -> dict:
+    """Poll /query_result until the task is finished; returns its item."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = requests.post(f"{url}/query_result", json={"task_id_list": [task_id]}, headers=headers, timeout=10)
+        response.raise_for_status()
+        [item] = response.json()["data"]
+        if item["status"] != 0:
+            return item
+        time.sleep(0.2)
+    raise TimeoutError(f"task {task_id} did not finish within {timeout} s")

@@ -1,0 +1,178 @@
+"""The FastAPI app: the endpoints of API.md section 2 in the envelope of section 1 (docs at ``/docs``).
+
+Routes only translate: read and check the request (size, JSON, key), call the backend, wrap the answer.
+Every error, including unknown routes and server faults, comes back in the envelope with a one-line
+message; nothing leaks a path, a key or a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api_shim import audio_files
+from api_shim.backends import Backend, make_backend
+from api_shim.envelope import ApiError, Envelope, ErrorEnvelope, failure, ok
+from api_shim.models import HealthData, QueryResultItem, QueryResultRequest, ReleaseTaskData, StatsData
+from api_shim.requests_in import authorize, read_json_body
+from api_shim.task_store import TaskStore
+from inference.errors import public_message
+from inference.schema import FormatInputRequest, FormatInputResponse, GenerateRequest, ModelsResponse
+from inference.settings import Settings
+from inference.storage import secrets_of
+
+log = logging.getLogger("acestep.shim")
+PURGE_EVERY_S = 3600.0
+_ERRORS = {400: {"model": ErrorEnvelope}, 401: {"model": ErrorEnvelope}, 413: {"model": ErrorEnvelope},
+           429: {"model": ErrorEnvelope}, 503: {"model": ErrorEnvelope}}
+
+
+def _body_schema(model) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema(
+        ref_template="#/components/schemas/{model}")}}}}
+
+
+def create_app(settings: Settings | None = None, backend: Backend | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    secrets = secrets_of(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        nonlocal backend
+        output_dir = settings.shim_output_dir
+        output_dir.mkdir(parents=True, exist_ok=True)
+        store = backend.store if backend is not None else TaskStore(settings.shim_task_db)
+        backend = backend or make_backend(settings, store)
+        app.state.backend = backend
+        app.state.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=120.0), follow_redirects=True)
+        await backend.start()
+        purger = asyncio.create_task(_purge_forever(store, settings))
+        log.info("ACE-Step API (%s backend) on %s:%d, output folder %s", backend.name, settings.api_host,
+                 settings.api_port, output_dir)
+        try:
+            yield
+        finally:
+            purger.cancel()
+            await backend.stop()
+            await app.state.http.aclose()
+            store.close()
+
+    app = FastAPI(title="ACE-Step 1.5 API", version="1.0", lifespan=lifespan,
+                  description="The ACE-Step 1.5 HTTP API served by acestep-worker (API.md sections 1 and 2).")
+
+    # --- errors, all in the envelope ---
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, err: ApiError) -> JSONResponse:
+        return failure(err.status, err.message, err.data, err.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        message = {404: f"no endpoint {request.url.path}", 405: f"{request.method} is not allowed on "
+                   f"{request.url.path}"}.get(err.status_code, str(err.detail))
+        return failure(err.status_code, message, headers=getattr(err, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, err: RequestValidationError) -> JSONResponse:
+        first = err.errors()[0] if err.errors() else {}
+        name = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "body"))
+        return failure(400, f"{name or 'request'}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, err: Exception) -> JSONResponse:
+        log.exception("%s %s failed", request.method, request.url.path)
+        return failure(500, public_message(err, secrets))
+
+    def backend_of(request: Request) -> Backend:
+        return request.app.state.backend
+
+    async def body_of(request: Request) -> Any:
+        body = await read_json_body(request, settings.max_body_bytes)
+        authorize(request, settings, body)
+        return body
+
+    # --- endpoints ---
+    @app.get("/health", response_model=Envelope[HealthData], responses={503: {"model": Envelope[HealthData]}})
+    async def health(request: Request):
+        """``ok`` only once a job can really be served; 503 with ``starting`` while the model loads."""
+        data = await backend_of(request).health()
+        if data.status == "ok":
+            return ok(data)
+        return failure(503, data.error or "the model is still loading; retry in a few seconds", data,
+                       headers={"Retry-After": "5"})
+
+    @app.get("/v1/models", response_model=Envelope[ModelsResponse], responses=_ERRORS)
+    async def models(request: Request):
+        authorize(request, settings)
+        return ok(await backend_of(request).models())
+
+    @app.post("/release_task", response_model=Envelope[ReleaseTaskData], responses=_ERRORS,
+              openapi_extra=_body_schema(GenerateRequest))
+    async def release_task(request: Request):
+        """Queue a generation (API.md section 3 fields); poll it with ``/query_result``."""
+        body = await body_of(request)
+        if not isinstance(body, dict):
+            raise ApiError(400, f"the request body must be a JSON object (got {type(body).__name__})")
+        return ok(await backend_of(request).submit(body))
+
+    @app.post("/query_result", response_model=Envelope[list[QueryResultItem]], responses=_ERRORS,
+              openapi_extra=_body_schema(QueryResultRequest))
+    async def query_result(request: Request):
+        """One item per id: status 0 queued/running, 1 succeeded, 2 failed; ``result`` is a JSON string."""
+        body = await body_of(request)
+        try:
+            query = QueryResultRequest.model_validate(body if isinstance(body, dict) else {})
+        except ValidationError:
+            raise ApiError(400, "task_id_list must be a list of 1 to 500 task ids (or a JSON string of one)") from None
+        return ok(await backend_of(request).query(query.task_id_list))
+
+    @app.post("/format_input", response_model=Envelope[FormatInputResponse], responses=_ERRORS,
+              openapi_extra=_body_schema(FormatInputRequest))
+    async def format_input(request: Request):
+        """The 5 Hz LM rewrites caption and lyrics and fills in bpm, key, time signature, duration, language."""
+        body = await body_of(request)
+        if not isinstance(body, dict):
+            raise ApiError(400, f"the request body must be a JSON object (got {type(body).__name__})")
+        return ok(await backend_of(request).format_input(body))
+
+    @app.get("/v1/audio", responses={200: {"content": {"audio/mpeg": {}}}, **_ERRORS},
+             response_class=Response)
+    async def audio(request: Request, path: str | None = None):
+        """A finished audio by the path in its ``file`` field; HTTP Range requests are answered."""
+        authorize(request, settings)
+        backend = backend_of(request)
+        return await audio_files.serve(request, path, settings.shim_output_dir, backend.store, request.app.state.http)
+
+    @app.get("/v1/stats", response_model=Envelope[StatsData], responses=_ERRORS)
+    async def stats(request: Request):
+        authorize(request, settings)
+        return ok(await backend_of(request).stats())
+
+    return app
+
+
+async def _purge_forever(store: TaskStore, settings: Settings) -> None:
+    """Forget tasks older than ACESTEP_RESULT_TTL and delete their audio, at start and then hourly."""
+    root = os.path.realpath(settings.shim_output_dir)
+    while True:
+        try:
+            paths = await asyncio.to_thread(store.purge, settings.result_ttl_s)
+            for path in paths:
+                real = os.path.realpath(path)
+                if real.startswith(root + os.sep) and os.path.isfile(real):
+                    os.remove(real)
+            if paths:
+                log.info("forgot finished tasks older than %d s (%d audio file(s))", settings.result_ttl_s,
+                         len(paths))
+        except Exception:
+            log.exception("purging old tasks failed")
+        await asyncio.sleep(PURGE_EVERY_S)

@@ -1,0 +1,86 @@
+"""Typed bodies of the shim's own endpoints (API.md section 2). Generation fields are ``inference.schema``'s."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
+
+from inference.schema import ModelsResponse
+
+Backend = Literal["local", "runpod"]
+QUEUED_OR_RUNNING, SUCCEEDED, FAILED = 0, 1, 2
+
+
+class HealthData(BaseModel):
+    status: Literal["ok", "starting", "unavailable"]
+    service: str = "ACE-Step API"
+    version: str = "1.0"
+    models_loaded: bool
+    backend: Backend
+    error: str | None = Field(None, description="Why the service cannot serve jobs, when it cannot.")
+
+    @model_serializer(mode="wrap")
+    def _drop_empty_error(self, handler):
+        data = handler(self)
+        if data.get("error") is None:
+            data.pop("error", None)
+        return data
+
+
+class ReleaseTaskData(BaseModel):
+    task_id: str
+    status: Literal["queued"] = "queued"
+    queue_position: int = Field(ge=1)
+    warnings: list[str] = Field(default_factory=list, description="Ignored fields and other notes.")
+
+
+class QueryResultRequest(BaseModel):
+    """``task_id_list`` (a list or a JSON string of one); ``task_ids`` is accepted as an alias."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    task_id_list: list[str] = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _alias(cls, data: Any):
+        if isinstance(data, dict) and "task_id_list" not in data and "task_ids" in data:
+            data = {**data, "task_id_list": data["task_ids"]}
+        return data
+
+    @field_validator("task_id_list", mode="before")
+    @classmethod
+    def _json_string(cls, value):
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                value = [value] if value.strip() else []
+        return value
+
+
+class QueryResultItem(BaseModel):
+    task_id: str
+    status: Literal[0, 1, 2] = Field(description="0 queued or running, 1 succeeded, 2 failed")
+    result: str = Field(description="A JSON string: a list with one object per audio (see API.md)")
+    progress_text: str = ""
+
+
+class JobCounts(BaseModel):
+    total: int = 0
+    queued: int = 0
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+
+
+class StatsData(BaseModel):
+    jobs: JobCounts
+    queue_size: int
+    queue_maxsize: int
+    avg_job_seconds: float | None
+
+
+ModelsData = ModelsResponse

@@ -1,0 +1,23 @@
+"""The bench scripts keep working: each runs on the tiny checkpoint and ends with its headline figure."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, worker_env
+
+
+@pytest.mark.parametrize("script, args, headline", [
+    ("bench/overhead.py", ["--rounds", "1"], "overhead_ratio"),
+    ("bench/shim_polls.py", ["--rate", "40", "--clients", "2", "--seconds", "1"], "poll_p99_ms"),
+])
+def test_bench_prints_its_headline_last(script, args, headline, checkpoint_dir):
+    done = subprocess.run([sys.executable, script, *args, "--checkpoint-dir", str(checkpoint_dir)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600, env=worker_env(checkpoint_dir))
+    assert done.returncode == 0, done.stderr[-2000:]
+    last = done.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(rf"{headline} \d+(\.\d+)?", last), last

@@ -1,0 +1,168 @@
+"""The runpod backend end to end: the shim → a stand-in for RunPod's queue (tests/runpod_standin.py) → a real
+``python handler.py`` worker whose RunPod SDK job loop takes the jobs → audio in a real S3-compatible server
+(moto) → streamed back through the shim's ``/v1/audio``. RunPod's own SDK client (``runpod.Endpoint``) is
+driven against the same stand-in."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from tests.conftest import ROOT, decode, free_port, s3_client, start_shim, stop, wait_for_task, worker_env
+from tests.runpod_standin import RunPodStandIn, ServerThread
+
+ENDPOINT, CLIENT_KEY, WORKER_KEY = "ep-test", "client-key-123", "worker-key-456"
+SONG = {"caption": "bright synthpop, punchy drums", "lyrics": "[Chorus]\nlights on", "duration": 10,
+        "batch_size": 2, "seed": "5,6", "use_random_seed": False}
+
+
+@pytest.fixture(scope="module")
+def standin():
+    service = RunPodStandIn(ENDPOINT, CLIENT_KEY, WORKER_KEY)
+    port = free_port()
+    with ServerThread(service.app, port):
+        service.url = f"http://127.0.0.1:{port}"
+        yield service
+
+
+@pytest.fixture(scope="module")
+def s3_bucket(s3_server):
+    s3_client(s3_server).create_bucket(Bucket="runpod-songs")
+    return "runpod-songs"
+
+
+@pytest.fixture(scope="module")
+def worker(standin, checkpoint_dir, s3_server, s3_bucket, tmp_path_factory):
+    """``python handler.py`` as RunPod starts it: the SDK's job loop pulls from the queue's worker endpoints."""
+    base = f"{standin.url}/v2/{ENDPOINT}"
+    env = worker_env(
+        checkpoint_dir, RUNPOD_POD_ID="worker-1", RUNPOD_AI_API_KEY=WORKER_KEY,
+        RUNPOD_WEBHOOK_GET_JOB=f"{base}/job-take/$ID?gpu=cpu",
+        RUNPOD_WEBHOOK_POST_OUTPUT=f"{base}/job-done/$RUNPOD_POD_ID/$ID?gpu=cpu",
+        BUCKET_ENDPOINT_URL=s3_server, BUCKET_ACCESS_KEY_ID="test-key", BUCKET_SECRET_ACCESS_KEY="test-secret-value",
+        BUCKET_NAME=s3_bucket, ACESTEP_WARMUP="0", ACESTEP_MAX_BATCH_SIZE="4")
+    log_path = tmp_path_factory.mktemp("rp-worker") / "worker.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "handler.py"], cwd=ROOT, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
+    process.log_path = log_path
+    try:
+        yield process
+    finally:
+        stop(process)
+
+
+@pytest.fixture(scope="module")
+def shim(standin, worker, checkpoint_dir, tmp_path_factory):
+    output = tmp_path_factory.mktemp("rp-shim") / "outputs"
+    env = dict(RUNPOD_ENDPOINT_ID=ENDPOINT, RUNPOD_API_KEY=CLIENT_KEY,
+               RUNPOD_ENDPOINT_BASE_URL=f"{standin.url}/v2", ACESTEP_RUNPOD_BACKOFF="0.05")
+    process, url = start_shim(checkpoint_dir, output, **env)
+    try:
+        yield url, output, env
+    finally:
+        stop(process)
+
+
+def test_health_and_models_come_from_the_endpoint(shim):
+    url, _, _ = shim
+    health = requests.get(f"{url}/health", timeout=10).json()["data"]
+    assert health["status"] == "ok" and health["backend"] == "runpod"
+    models = requests.get(f"{url}/v1/models", timeout=120).json()["data"]  # a runsync job with action: models
+    assert models["default_model"] == "acestep-v15-turbo" and models["models"][0]["is_loaded"]
+
+
+def test_song_through_runpod_and_the_bucket(shim, standin, s3_server, s3_bucket):
+    url, _, _ = shim
+    response = requests.post(f"{url}/release_task", json=SONG, timeout=30)
+    assert response.status_code == 200, response.text
+    task_id = response.json()["data"]["task_id"]
+    item = wait_for_task(url, task_id, timeout=180)
+    assert item["status"] == 1, item
+    results = json.loads(item["result"])
+    assert len(results) == 2 and results[0]["seed_value"] == "5,6"
+    keys = [o["Key"] for o in s3_client(s3_server).list_objects_v2(Bucket=s3_bucket).get("Contents", [])]
+    assert len(keys) >= 2 and all(k.startswith("acestep/") and k.endswith(".mp3") for k in keys)
+    for result in results:
+        assert result["file"].startswith("/v1/audio?path=")  # the upstream form, though the audio is in S3
+        audio = requests.get(url + result["file"], timeout=60)
+        assert audio.status_code == 200 and audio.headers["content-type"] == "audio/mpeg"
+        samples, rate = decode(audio.content)
+        assert rate == 48000 and abs(samples.shape[0] / rate - 10) < 0.1
+        part = requests.get(url + result["file"], headers={"Range": "bytes=0-99"}, timeout=60)
+        assert part.status_code == 206 and part.content == audio.content[:100]
+
+
+def test_results_outlive_runpods_memory_and_a_shim_restart(shim, standin, checkpoint_dir):
+    url, output, env = shim
+    task_id = requests.post(f"{url}/release_task", json=SONG, timeout=30).json()["data"]["task_id"]
+    done = wait_for_task(url, task_id, timeout=180)
+    requests.post(f"{standin.url}/_standin/forget", timeout=5)  # RunPod drops results after 30 minutes
+    again = requests.post(f"{url}/query_result", json={"task_id_list": [task_id]}, timeout=10).json()["data"][0]
+    assert again == done
+    process, url2 = start_shim(checkpoint_dir, output, **env)
+    try:
+        after_restart = requests.post(f"{url2}/query_result", json={"task_id_list": [task_id]}, timeout=10)
+        assert after_restart.json()["data"][0] == done
+        [first, _] = json.loads(done["result"])
+        assert decode(requests.get(url2 + first["file"], timeout=60).content)[1] == 48000
+    finally:
+        stop(process)
+
+
+def test_worker_errors_reach_the_client_as_status_2_with_the_reason(shim):
+    url, _, _ = shim
+    # valid by the contract (batch up to 8), refused by this worker's tier (ACESTEP_MAX_BATCH_SIZE=4)
+    task_id = requests.post(f"{url}/release_task", json={**SONG, "batch_size": 6}, timeout=30).json()["data"]["task_id"]
+    item = wait_for_task(url, task_id, timeout=120)
+    assert item["status"] == 2
+    [failed] = json.loads(item["result"])
+    assert failed["stage"] == "failed" and "batch_size must be between 1 and 4" in failed["error"]
+    # the shim refuses what the contract forbids before it costs a job
+    bad = requests.post(f"{url}/release_task", json={**SONG, "bpm": 900}, timeout=30)
+    assert bad.status_code == 400 and "bpm" in bad.json()["error"]
+    # format_input is a runsync job; this worker has no LM, and says so
+    fmt = requests.post(f"{url}/format_input", json={"caption": "x"}, timeout=120)
+    assert fmt.status_code == 502 and "LM" in fmt.json()["error"]
+
+
+def test_runpod_429_and_5xx_are_retried(shim, standin):
+    url, _, _ = shim
+    before = standin.calls["injected 503"] + standin.calls["injected 429"]
+    requests.post(f"{standin.url}/_standin/fail_next", json={"statuses": [503, 429, 502]}, timeout=5)
+    response = requests.post(f"{url}/release_task", json=SONG, timeout=60)
+    assert response.status_code == 200, response.text
+    assert standin.calls["injected 503"] + standin.calls["injected 429"] == before + 2
+    assert wait_for_task(url, response.json()["data"]["task_id"], timeout=180)["status"] == 1
+
+
+def test_runpod_failing_for_good_is_a_clear_error(shim, standin):
+    url, _, _ = shim
+    requests.post(f"{standin.url}/_standin/fail_next", json={"statuses": [503] * 5}, timeout=5)
+    response = requests.post(f"{url}/release_task", json=SONG, timeout=60)
+    assert response.status_code == 502
+    assert "5 attempt(s)" in response.json()["error"] and CLIENT_KEY not in response.text
+
+
+def test_runpod_sdk_endpoint_against_the_standin(standin, worker, s3_server):
+    import runpod
+
+    runpod.endpoint_url_base = f"{standin.url}/v2"
+    endpoint = runpod.Endpoint(ENDPOINT, api_key=CLIENT_KEY)
+    job = endpoint.run({**SONG, "audio_format": "flac"})
+    output = job.output(timeout=180)
+    assert job.status() == "COMPLETED"
+    assert [a["seed"] for a in output["audios"]] == [5, 6]
+    for audio in output["audios"]:
+        assert audio["content_type"] == "audio/flac" and audio["key"].endswith(".flac")
+        samples, rate = decode(requests.get(audio["url"], timeout=30).content)
+        assert rate == 48000 and samples.shape == (480000, 2)
+    assert endpoint.health()["jobs"]["completed"] >= 1
+    failed = endpoint.run({"caption": "x", "duration": 5})
+    failed.output(timeout=120)
+    assert failed.status() == "FAILED"  # the handler's {"error"} fails the job, as on RunPod
+    assert "audio_duration must be between 10" in failed._fetch_job()["error"]
