@@ -28,7 +28,7 @@ demo: install
 	@echo "songs written to $(OUTPUT_DIR)"
 
 test: install
-	$(PY) -m ruff check inference api_shim client handler.py generate_music.py bench tests
+	$(PY) -m ruff check inference api_shim client builder handler.py generate_music.py bench tests
 	$(PY) -m pytest -q
 
 bench: install

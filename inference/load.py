@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from inference.errors import CheckpointError
+from inference.manifest import check_manifest
 from inference.hardware import effective_limits, pick_device, pick_dtype, tier_for
 from inference.schema import TASK_TYPES, BASE_MODEL_TASKS, Limits
 from inference.settings import Settings
@@ -117,11 +118,15 @@ def _strict_weights():
 
     handler = _LoadWarnings()
     logger = diffusers_logging.get_logger("diffusers")
+    level = logger.level
     logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.WARNING:  # someone silenced diffusers: these warnings still count
+        logger.setLevel(logging.WARNING)
     try:
         yield handler
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _quiet_progress_bars() -> None:
@@ -167,6 +172,9 @@ def load_pipeline(settings: Settings) -> LoadedPipeline:
     """Checkpoint folder to a ready pipeline; raises ``CheckpointError`` with one clear line."""
     path = settings.dit_path
     check_checkpoint_folder(path)
+    checked = check_manifest(path)  # sizes only: a second, not minutes of hashing
+    if checked:
+        log.info("%d checkpoint files match the build manifest", checked)
     device = pick_device(settings.device)
     dtype = pick_dtype(settings.dtype, device)
     import diffusers  # noqa: F401  (imported before the clock starts: load_s measures loading, not imports)
