@@ -22,7 +22,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 # One song batch from test_input.json through RunPod's local test mode, written to outputs/.
 # Without a real checkpoint a tiny random-weight one is made first (it says so).
 demo: install
-	$(PY) -m inference.demo_checkpoint --if-missing "$(ACESTEP_CHECKPOINT_DIR)/$(ACESTEP_DIT_MODEL)"
+	$(PY) -m inference.demo_checkpoint --if-missing "$(ACESTEP_CHECKPOINT_DIR)/$(ACESTEP_DIT_MODEL)" \
+		--lm acestep-5Hz-lm-0.6B
 	ACESTEP_CHECKPOINT_DIR="$(ACESTEP_CHECKPOINT_DIR)" ACESTEP_DIT_MODEL="$(ACESTEP_DIT_MODEL)" \
 		ACESTEP_OUTPUT_DIR="$(OUTPUT_DIR)" $(PY) handler.py
 	@echo "songs written to $(OUTPUT_DIR)"
@@ -34,6 +35,7 @@ test: install
 bench: install
 	$(PY) bench/overhead.py
 	$(PY) bench/shim_polls.py
+	$(PY) bench/lm.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -22,7 +22,7 @@ os.environ.setdefault("RUNPOD_DEBUG_LEVEL", "INFO")
 
 import runpod  # noqa: E402
 
-from inference.errors import AceStepError, CheckpointError, InputError, UnsupportedError, public_message  # noqa: E402
+from inference.errors import AceStepError, CheckpointError, InputError, public_message  # noqa: E402
 from inference.service import GenerationService  # noqa: E402
 from inference.settings import Settings  # noqa: E402
 from inference.storage import secrets_of  # noqa: E402
@@ -71,8 +71,7 @@ def handler(job: dict[str, Any]) -> dict[str, Any]:
         if action == "models":
             return SERVICE.models().model_dump()
         if action == "format_input":
-            raise UnsupportedError("format_input needs the 5 Hz LM, which this worker has not loaded "
-                                   "(ACESTEP_LM_MODEL)")
+            return SERVICE.format_input(job_input).model_dump()
         raise InputError(f"action must be one of {', '.join(ACTIONS)} (got {str(action)[:40]!r})")
     except AceStepError as err:
         message = public_message(err, secrets_of(SETTINGS, s3_config))

@@ -129,7 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("target", nargs="?", type=Path, help="checkpoint folder to write (replaced)")
     parser.add_argument("--if-missing", type=Path, metavar="DIR",
                         help="write DIR only when it holds no checkpoint (no model_index.json)")
+    parser.add_argument("--lm", metavar="NAME", default=None,
+                        help="also write a tiny random 5 Hz LM next to it, in folder NAME, when none is there")
     args = parser.parse_args(argv)
+    if args.lm:
+        lm_target = (args.if_missing or args.target).parent / args.lm
+        if not (lm_target / "config.json").is_file():
+            from inference.lm.demo import make_demo_lm
+
+            make_demo_lm(lm_target)
+            print(f"a TINY RANDOM-WEIGHT 5 Hz LM was written to {lm_target}", file=sys.stderr)
     target = args.if_missing or args.target
     if target is None:
         parser.error("give a target folder or --if-missing DIR")

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from inference.audio_input import decode_audio_input
-from inference.errors import GenerationError, UnsupportedError
+from inference.errors import GenerationError
 from inference.hardware import free_accelerator_memory
 from inference.load import LoadedPipeline
 from inference.schema import DEFAULT_DURATION_S, GenerateRequest, Metas
@@ -63,13 +63,6 @@ class _Plan:
 
 def _plan(loaded: LoadedPipeline, request: GenerateRequest) -> _Plan:
     warnings = list(request.warnings)
-    if request.sample_query.strip():
-        raise UnsupportedError("sample_query needs the 5 Hz LM, which this worker has not loaded "
-                               "(ACESTEP_LM_MODEL); send a prompt and lyrics instead")
-    if request.thinking:
-        warnings.append("thinking was requested but no 5 Hz LM is loaded: generated without an LM plan")
-    if request.use_format:
-        warnings.append("use_format was requested but no 5 Hz LM is loaded: caption and lyrics used as given")
     if loaded.is_turbo and "guidance_scale" in request.model_fields_set and request.guidance_scale != 1.0:
         warnings.append(f"guidance_scale {request.guidance_scale:g} is ignored on turbo models (1.0 is used)")
     if loaded.random_weights:
@@ -95,18 +88,22 @@ def _audio_tensor(loaded: LoadedPipeline, request: GenerateRequest, field_name) 
 
 
 def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
-             progress: ProgressFn | None = None) -> list[Generation]:
-    """Run compatible requests as one batch; returns one ``Generation`` per request, in order."""
+             progress: ProgressFn | None = None, codes: list[str | None] | None = None) -> list[Generation]:
+    """Run compatible requests as one batch; returns one ``Generation`` per request, in order.
+
+    ``codes``: the 5 Hz LM's audio codes per request (its songs share them), or None."""
     if not requests:
         return []
-    if len({batch_key(r) for r in requests}) != 1:
-        raise ValueError("generate() needs requests that agree on batch_key(); split them first")
+    codes = codes or [None] * len(requests)
+    if len({batch_key(r) for r in requests}) != 1 or len({c is None for c in codes}) != 1:
+        raise ValueError("generate() needs requests that agree on batch_key() and on having codes; split them")
     plans = [_plan(loaded, r) for r in requests]
     first = plans[0].request
     prompts = [p.request.prompt for p in plans for _ in p.seeds]
     lyrics = [p.lyrics_for_dit for p in plans for _ in p.seeds]
     languages = [p.request.vocal_language for p in plans for _ in p.seeds]
     seeds = [s for p in plans for s in p.seeds]
+    song_codes = [c for p, c in zip(plans, codes) for _ in p.seeds] if codes[0] is not None else None
     duration = plans[0].duration_s
     steps = first.inference_steps
 
@@ -129,6 +126,7 @@ def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
                 repainting_start=first.repainting_start,
                 repainting_end=None if first.repainting_end == -1 else first.repainting_end,
                 audio_cover_strength=first.audio_cover_strength,
+                audio_codes=song_codes, instruction=None,
                 callback_on_step_end=on_step_end, output_type="np")
     except torch.OutOfMemoryError:
         free_accelerator_memory()

@@ -496,6 +496,7 @@ class Metas(BaseModel):
 
 class Timings(BaseModel):
     lm_s: float = 0.0
+    lm_tokens: int = Field(0, description="Tokens the 5 Hz LM generated for this job")
     generate_s: float = 0.0
     encode_s: float = 0.0
     upload_s: float = 0.0
@@ -518,6 +519,8 @@ class ModelInfo(BaseModel):
     is_default: bool
     is_loaded: bool
     task_types: list[str]
+    supports_audio_codes: bool = Field(True, description="False for checkpoints without an audio tokenizer: "
+                                                         "thinking then plans metadata only")
 
 
 class LmModelInfo(BaseModel):

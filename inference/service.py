@@ -7,20 +7,29 @@ module never sees a RunPod job dict or an HTTP request.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from typing import Any
 
 from inference import run
 from inference.audio import encode_all
+from inference.errors import UnsupportedError
+from inference.lm.load import load_lm
+from inference.lm.planner import LmPlanner
+from inference.lm.sampling import Sampling
+from inference.lm.stage import prepare
 from inference.load import LoadedPipeline, load_pipeline
 from inference.schema import (
     AudioOut,
+    FormatInputRequest,
+    FormatInputResponse,
     GenerateRequest,
     GenerateResponse,
     LmModelInfo,
     ModelInfo,
     ModelsResponse,
     Timings,
+    parse_format_input_request,
     parse_generate_request,
 )
 from inference.settings import Settings
@@ -30,22 +39,52 @@ log = logging.getLogger("acestep.service")
 
 
 class GenerationService:
-    def __init__(self, loaded: LoadedPipeline, settings: Settings):
+    def __init__(self, loaded: LoadedPipeline, settings: Settings, planner: LmPlanner | None = None):
         self.loaded = loaded
         self.settings = settings
+        self.planner = planner
 
     @classmethod
     def start(cls, settings: Settings) -> "GenerationService":
-        """The cold start: load (and warm up) the checkpoint once."""
-        return cls(load_pipeline(settings), settings)
+        """The cold start: load (and warm up) the checkpoint and the 5 Hz LM once."""
+        loaded = load_pipeline(settings)
+        lm = load_lm(settings, loaded.device, loaded.dtype)
+        return cls(loaded, settings, LmPlanner(lm, loaded.limits.max_duration_s) if lm else None)
+
+    @property
+    def lm_model(self) -> str | None:
+        return self.planner.name if self.planner else None
 
     def models(self) -> ModelsResponse:
         name = self.loaded.dit_model
+        lm_models = [LmModelInfo(name=self.planner.name, is_loaded=True)] if self.planner else []
         return ModelsResponse(
-            models=[ModelInfo(name=name, is_default=True, is_loaded=True, task_types=self.loaded.task_types)],
-            default_model=name,
-            lm_models=[LmModelInfo(name=self.settings.lm_model, is_loaded=False)]
-            if self.settings.lm_model and self.settings.lm_model.lower() != "none" else [])
+            models=[ModelInfo(name=name, is_default=True, is_loaded=True, task_types=self.loaded.task_types,
+                              supports_audio_codes=self.loaded.supports_audio_codes)],
+            default_model=name, lm_models=lm_models)
+
+    def format_input(self, job_input: Any) -> FormatInputResponse:
+        """The LM rewrites caption and lyrics and fills in the metadata the caller did not give."""
+        request = job_input if isinstance(job_input, FormatInputRequest) else parse_format_input_request(job_input)
+        if self.planner is None:
+            raise UnsupportedError("format_input needs the 5 Hz LM, which this worker has not loaded "
+                                   "(ACESTEP_LM_MODEL)")
+        given = request.model_fields_set
+        user = {"bpm": request.bpm, "keyscale": request.key_scale or None,
+                "timesignature": request.time_signature or None,
+                "duration": int(request.audio_duration) if request.audio_duration else None,
+                "language": request.vocal_language if request.vocal_language != "unknown" else None}
+        user = {k: v for k, v in user.items() if v is not None}
+        run = self.planner.format(request.prompt, request.lyrics, user,
+                                  Sampling(temperature=request.temperature), random.randrange(2**32))
+        out = run.output
+        return FormatInputResponse(
+            caption=out.caption or request.prompt, lyrics=out.lyrics or request.lyrics,
+            bpm=user.get("bpm", out.bpm), key_scale=user.get("keyscale", out.keyscale or ""),
+            time_signature=user.get("timesignature", out.timesignature or ""),
+            duration=float(user.get("duration", out.duration)) if user.get("duration", out.duration) else None,
+            vocal_language=request.vocal_language if "vocal_language" in given and request.vocal_language != "unknown"
+            else (out.language or "unknown"))
 
     def parse(self, job_input: Any) -> GenerateRequest:
         """Validate a job's input against this deployment's limits (tier, turbo or base)."""
@@ -59,7 +98,12 @@ class GenerationService:
         request = job_input if isinstance(job_input, GenerateRequest) else self.parse(job_input)
         if target is None:
             target = choose_target(self.settings, s3_config)  # a bad s3Config fails before any GPU time is spent
-        [generation] = run.generate(self.loaded, [request], progress)
+        if progress and self.planner and (request.thinking or request.use_format or request.sample_query):
+            progress(0.0, "planning")
+        prepared = prepare(self.planner, request, self.loaded.supports_audio_codes)
+        [generation] = run.generate(self.loaded, [prepared.request], progress, [prepared.codes])
+        generation.warnings.extend(prepared.warnings)
+        generation.lm_s = prepared.lm_s
 
         encode_started = time.perf_counter()
         if progress:
@@ -84,6 +128,6 @@ class GenerationService:
                  total_s)
         return GenerateResponse(
             audios=audios, prompt=generation.prompt, lyrics=generation.lyrics, metas=generation.metas,
-            dit_model=self.loaded.dit_model, lm_model=None, warnings=generation.warnings,
-            timings=Timings(lm_s=round(generation.lm_s, 4), generate_s=round(generation.generate_s, 4),
+            dit_model=self.loaded.dit_model, lm_model=self.lm_model, warnings=generation.warnings,
+            timings=Timings(lm_s=round(generation.lm_s, 4), lm_tokens=prepared.lm_tokens, generate_s=round(generation.generate_s, 4),
                             encode_s=round(encode_s, 4), upload_s=round(upload_s, 4), total_s=round(total_s, 4)))

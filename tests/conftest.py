@@ -193,3 +193,28 @@ def wait_for_task(url: str, task_id: str, timeout: float = 120, headers: dict | 
             return item
         time.sleep(0.2)
     raise TimeoutError(f"task {task_id} did not finish within {timeout} s")
+
+
+LM = "acestep-5Hz-lm-0.6B"
+
+
+@pytest.fixture(scope="session")
+def lm_checkpoint_dir(tmp_path_factory) -> Path:
+    """The tiny DiT and, next to it, a tiny random 5 Hz LM with the real tokenizer layout."""
+    from inference.demo_checkpoint import make_demo_checkpoint
+    from inference.lm.demo import make_demo_lm
+
+    root = tmp_path_factory.mktemp("checkpoints-lm")
+    make_demo_checkpoint(root / DIT)
+    make_demo_lm(root / LM)
+    return root
+
+
+@pytest.fixture(scope="session")
+def lm_service(lm_checkpoint_dir, tmp_path_factory):
+    from inference.service import GenerationService
+    from inference.settings import Settings
+
+    return GenerationService.start(Settings(ACESTEP_CHECKPOINT_DIR=lm_checkpoint_dir, ACESTEP_WARMUP=False,
+                                            ACESTEP_MAX_DURATION=30,
+                                            ACESTEP_UNDELIVERED_DIR=tmp_path_factory.mktemp("undelivered-lm")))

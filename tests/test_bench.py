@@ -14,10 +14,11 @@ from tests.conftest import ROOT, worker_env
 @pytest.mark.parametrize("script, args, headline", [
     ("bench/overhead.py", ["--rounds", "1"], "overhead_ratio"),
     ("bench/shim_polls.py", ["--rate", "40", "--clients", "2", "--seconds", "1"], "poll_p99_ms"),
+    ("bench/lm.py", ["--rounds", "1"], "lm_to_dit_ratio"),
 ])
-def test_bench_prints_its_headline_last(script, args, headline, checkpoint_dir):
-    done = subprocess.run([sys.executable, script, *args, "--checkpoint-dir", str(checkpoint_dir)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600, env=worker_env(checkpoint_dir))
+def test_bench_prints_its_headline_last(script, args, headline, lm_checkpoint_dir):
+    done = subprocess.run([sys.executable, script, *args, "--checkpoint-dir", str(lm_checkpoint_dir)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600, env=worker_env(lm_checkpoint_dir))
     assert done.returncode == 0, done.stderr[-2000:]
     last = done.stdout.strip().splitlines()[-1]
     assert re.fullmatch(rf"{headline} \d+(\.\d+)?", last), last

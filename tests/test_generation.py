@@ -84,12 +84,18 @@ def test_incompatible_requests_are_refused(loaded):
         run.generate(loaded, [a, b])
 
 
-def test_lm_only_request_without_an_lm_is_a_clear_error_and_thinking_is_skipped(loaded):
+def test_lm_only_request_without_an_lm_is_a_clear_error_and_thinking_is_skipped(loaded, settings):
+    from inference.service import GenerationService
+
+    service = GenerationService(loaded, settings)  # no LM
     with pytest.raises(UnsupportedError, match="sample_query needs the 5 Hz LM"):
-        songs(loaded, sample_query="a happy birthday song")
-    generation = songs(loaded, thinking=True, batch_size=1)
-    assert any("no 5 Hz LM is loaded" in w for w in generation.warnings)
-    assert any("random weights" in w for w in generation.warnings)
+        service.generate({"sample_query": "a happy birthday song"}, "job")
+    response = service.generate({"prompt": "x", "thinking": True, "use_format": True, "batch_size": 1,
+                                 "audio_duration": 10, "audio_format": "wav"}, "job")
+    assert any("thinking was requested but no 5 Hz LM" in w for w in response.warnings)
+    assert any("use_format was requested but no 5 Hz LM" in w for w in response.warnings)
+    assert any("random weights" in w for w in response.warnings)
+    assert response.lm_model is None and response.timings.lm_s == 0
 
 
 def test_repaint_with_source_audio_keeps_the_length_of_the_source(loaded):

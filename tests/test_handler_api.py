@@ -68,7 +68,7 @@ def test_the_worker_still_serves_a_good_job_after_the_bad_ones(worker_api):
         assert abs(decoded.shape[0] / rate - 10.0) < 0.05
     assert output["dit_model"] == "acestep-v15-turbo" and output["lm_model"] is None
     assert output["metas"]["duration"] == 10.0
-    assert set(output["timings"]) == {"lm_s", "generate_s", "encode_s", "upload_s", "total_s"}
+    assert set(output["timings"]) == {"lm_s", "lm_tokens", "generate_s", "encode_s", "upload_s", "total_s"}
     assert output["timings"]["total_s"] >= output["timings"]["generate_s"] > 0
     assert process.poll() is None
 
@@ -88,7 +88,8 @@ def test_models_action(worker_api):
     output = runsync(url, {"action": "models"})["output"]
     assert output["default_model"] == "acestep-v15-turbo"
     assert output["models"] == [{"name": "acestep-v15-turbo", "is_default": True, "is_loaded": True,
-                                 "task_types": ["text2music", "repaint", "cover"]}]
+                                 "task_types": ["text2music", "repaint", "cover"], "supports_audio_codes": True}]
+    assert output["lm_models"] == []  # no LM next to this checkpoint
 
 
 def test_unknown_fields_warn_but_do_not_fail(worker_api):

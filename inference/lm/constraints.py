@@ -1,0 +1,203 @@
+"""Constrained decoding: the LM's ``<think>`` plan can only say valid things (LM.md section 6).
+
+A plan is a program of steps over token ids: fixed strings are forced token by token, a field's value is
+either forced (the caller's own value: it always wins) or chosen from a prefix tree of every valid value
+(bpm 30-300, duration 10 to the tier's maximum, the 70 keys, time signatures 2/3/4/6, the language codes),
+free text (caption, genres) ends at a newline and may not contain code tokens, backticks or special tokens,
+then ``</think>``, then either the end of the turn (a plan) or free text with code tokens masked (format and
+sample). What stays unconstrained: the words of the caption, genres and lyrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from inference.lm.tokens import LmTokens
+from inference.schema import VALID_KEYSCALES, VALID_LANGUAGES, VALID_TIME_SIGNATURES
+
+END = -1
+CAPTION_MAX_TOKENS = 512
+PLAN_FIELDS = ("bpm", "caption", "duration", "keyscale", "language", "timesignature")
+DESCRIBE_FIELDS = ("bpm", "caption", "duration", "genres", "keyscale", "language", "timesignature")
+
+
+class Vocabulary:
+    """What the masks need to know about every token, computed once per tokenizer."""
+
+    def __init__(self, tokenizer, tokens: LmTokens, size: int):
+        self.tokenizer = tokenizer
+        self.tokens = tokens
+        self.size = size
+        names = tokenizer.convert_ids_to_tokens(list(range(min(size, len(tokenizer)))))
+        self.ends_line = torch.zeros(size, dtype=torch.bool)
+        blocked = torch.ones(size, dtype=torch.bool)  # ids past the tokenizer (padded embeddings) never
+        for i, name in enumerate(names):
+            text = name or ""
+            newline = text.replace("Ċ", "\n")
+            self.ends_line[i] = newline.endswith("\n") and "\n" not in newline[:-1]
+            blocked[i] = ("`" in text) or ("\n" in newline[:-1])
+        for i in tokens.specials:
+            if i < size:
+                blocked[i] = True
+        self.free_text_blocked = blocked
+        self.tail_blocked = torch.ones(size, dtype=torch.bool)  # lyrics: no codes, no special tokens but the end
+        self.tail_blocked[: len(names)] = False
+        for i in tokens.specials:
+            if i < size:
+                self.tail_blocked[i] = True
+        self.tail_blocked[tokens.eos] = False
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def trie(self, values: list[str]) -> dict:
+        root: dict = {}
+        for value in values:
+            node = root
+            for token in self.encode(f" {value}\n"):
+                node = node.setdefault(token, {})
+            node[END] = {}
+        return root
+
+
+def field_values(name: str, max_duration: int) -> list[str]:
+    return {"bpm": [str(v) for v in range(30, 301)],
+            "duration": [str(v) for v in range(10, max_duration + 1)],
+            "keyscale": list(VALID_KEYSCALES),
+            "timesignature": list(VALID_TIME_SIGNATURES),
+            "language": list(VALID_LANGUAGES)}[name]
+
+
+@dataclass
+class Step:
+    kind: str  # fixed | choice | free | tail | stop
+    ids: list[int] | None = None
+    trie: dict | None = None
+
+
+class Program:
+    """The steps of one generation, and where the decoder is in them."""
+
+    def __init__(self, vocab: Vocabulary, steps: list[Step], max_tail_tokens: int = 0):
+        self.vocab = vocab
+        self.steps = steps
+        self.index = 0
+        self.offset = 0  # within a fixed step
+        self.node: dict | None = None  # within a choice
+        self.free_tokens = 0
+        self.max_tail_tokens = max_tail_tokens
+        self._enter()
+
+    @classmethod
+    def plan(cls, vocab: Vocabulary, user: dict[str, str], max_duration: int, fields=PLAN_FIELDS,
+             then: str = "stop", skip: tuple[str, ...] = (), max_tail_tokens: int = 0) -> "Program":
+        steps = [Step("fixed", [vocab.tokens.think] if vocab.tokens.think is not None else vocab.encode("<think>")),
+                 Step("fixed", vocab.encode("\n"))]
+        for name in fields:
+            if name in skip:
+                continue
+            steps.append(Step("fixed", vocab.encode(f"{name}:")))
+            if user.get(name) not in (None, ""):
+                steps.append(Step("fixed", vocab.encode(f" {user[name]}\n")))
+            elif name in ("caption", "genres"):
+                steps.append(Step("free"))
+            else:
+                steps.append(Step("choice", trie=vocab.trie(field_values(name, max_duration))))
+        end_think = [vocab.tokens.think_end] if vocab.tokens.think_end is not None else vocab.encode("</think>")
+        steps.append(Step("fixed", end_think))
+        steps.append(Step(then))
+        return cls(vocab, steps, max_tail_tokens)
+
+    @property
+    def done(self) -> bool:
+        return self.index >= len(self.steps)
+
+    @property
+    def step(self) -> Step:
+        return self.steps[self.index]
+
+    def _enter(self) -> None:
+        self.offset, self.free_tokens = 0, 0
+        while not self.done and self.step.kind == "fixed" and not self.step.ids:
+            self.index += 1
+        if not self.done and self.step.kind == "choice":
+            self.node = self.step.trie
+
+    def _next(self) -> None:
+        self.index += 1
+        self._enter()
+
+    def mask(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits with everything this step does not allow at -inf."""
+        if self.done:
+            return _only(logits, [self.vocab.tokens.eos])
+        step = self.step
+        if step.kind == "fixed":
+            return _only(logits, [step.ids[self.offset]])
+        if step.kind == "choice":
+            return _only(logits, [t for t in self.node if t != END])
+        if step.kind == "free":
+            if self.free_tokens >= CAPTION_MAX_TOKENS:
+                return _only(logits, self.vocab.encode("\n")[:1])
+            return logits.masked_fill(self.vocab.free_text_blocked[: logits.shape[-1]], float("-inf"))
+        if step.kind == "tail":
+            if self.free_tokens >= self.max_tail_tokens:
+                return _only(logits, [self.vocab.tokens.eos])
+            return logits.masked_fill(self.vocab.tail_blocked[: logits.shape[-1]], float("-inf"))
+        return _only(logits, [self.vocab.tokens.eos])  # stop
+
+    def advance(self, token: int) -> None:
+        if self.done:
+            return
+        step = self.step
+        if step.kind == "fixed":
+            self.offset += 1
+            if self.offset >= len(step.ids):
+                self._next()
+        elif step.kind == "choice":
+            self.node = self.node[token]
+            if END in self.node and len(self.node) == 1:
+                self._next()
+        elif step.kind == "free":
+            self.free_tokens += 1
+            if bool(self.vocab.ends_line[token]):
+                self._next()
+        elif step.kind == "tail":
+            self.free_tokens += 1
+            if token == self.vocab.tokens.eos:
+                self.index = len(self.steps)
+        else:
+            self.index = len(self.steps)
+
+
+class CodesProgram:
+    """Phase 2: exactly ``count`` audio-code tokens, then the end of the turn."""
+
+    def __init__(self, tokens: LmTokens, count: int, size: int):
+        self.tokens = tokens
+        self.count = count
+        self.emitted = 0
+        self.done = False
+        self.allowed = torch.ones(size, dtype=torch.bool)
+        self.allowed[[i for i in tokens.code_ids if i < size]] = False  # False = allowed (a blocked mask)
+
+    def mask(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.emitted >= self.count:
+            return _only(logits, [self.tokens.eos])
+        return logits.masked_fill(self.allowed[: logits.shape[-1]], float("-inf"))
+
+    def advance(self, token: int) -> None:
+        if token == self.tokens.eos:
+            self.done = True
+        else:
+            self.emitted += 1
+
+
+def _only(logits: torch.Tensor, ids: list[int]) -> torch.Tensor:
+    out = torch.full_like(logits, float("-inf"))
+    out[..., ids] = logits[..., ids]
+    if not torch.isfinite(out[..., ids]).any():  # CFG can push an allowed token to -inf: keep it reachable
+        out[..., ids] = 0.0
+    return out

@@ -1,0 +1,114 @@
+"""What the LM does to a generation request before the DiT runs, and who wins when values disagree.
+
+Order: ``sample_query`` writes caption, lyrics and metas from a description; ``use_format`` rewrites the
+caption and lyrics; then the plan (phase 1) fills the metas still missing, when ``thinking`` is on or no
+duration was given; then, with ``thinking``, the audio codes (phase 2). For every value an explicit user
+value wins, then the LM's, then the default - including the vocal language, which upstream never passes on.
+The LM's rewritten caption reaches the DiT when ``thinking``, ``use_format`` or ``sample_query`` asked for it;
+phase 2 always sees the caller's own caption, as the checkpoints were trained.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from inference.errors import UnsupportedError
+from inference.lm.planner import LmPlanner
+from inference.lm.sampling import Sampling
+from inference.schema import DEFAULT_DURATION_S, GenerateRequest
+
+
+@dataclass
+class Prepared:
+    request: GenerateRequest
+    codes: str | None = None
+    lm_s: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    lm_tokens: int = 0
+
+
+def _user_metas(request: GenerateRequest) -> dict:
+    given = request.model_fields_set
+    metas = {}
+    if request.bpm is not None:
+        metas["bpm"] = request.bpm
+    if request.key_scale:
+        metas["keyscale"] = request.key_scale
+    if request.time_signature:
+        metas["timesignature"] = request.time_signature
+    if request.audio_duration is not None:
+        metas["duration"] = int(request.audio_duration)
+    if "vocal_language" in given and request.vocal_language != "unknown":
+        metas["language"] = request.vocal_language
+    return metas
+
+
+def prepare(planner: LmPlanner | None, request: GenerateRequest, supports_codes: bool) -> Prepared:
+    if planner is None:
+        if request.sample_query.strip():
+            raise UnsupportedError("sample_query needs the 5 Hz LM, which this worker has not loaded "
+                                   "(ACESTEP_LM_MODEL); send a prompt and lyrics instead")
+        notes = []
+        if request.thinking:
+            notes.append("thinking was requested but no 5 Hz LM is loaded: generated without an LM plan")
+        if request.use_format:
+            notes.append("use_format was requested but no 5 Hz LM is loaded: caption and lyrics used as given")
+        return Prepared(request, warnings=notes)
+
+    seeds = request.explicit_seeds
+    seed = seeds[0] if seeds else random.randrange(2**32)
+    sampling = Sampling(request.lm_temperature, request.lm_top_k, request.lm_top_p, request.lm_cfg_scale)
+    user = _user_metas(request)
+    lm: dict = {}
+    caption, lyrics = request.prompt, request.lyrics
+    dit_caption, dit_lyrics = caption, lyrics
+    warnings: list[str] = []
+    seconds, tokens = 0.0, 0
+
+    def take(run) -> None:
+        nonlocal seconds, tokens
+        seconds += run.seconds
+        tokens += run.tokens
+        warnings.extend(run.output.repairs)
+        for key, value in run.output.metas().items():
+            lm.setdefault(key, value)
+
+    if request.sample_query.strip():
+        instrumental = request.lyrics.strip().lower() in ("[inst]", "[instrumental]")  # asked for explicitly
+        run = planner.sample(request.sample_query, instrumental, user.get("language"), sampling, seed)
+        take(run)
+        caption = dit_caption = run.output.caption or caption
+        lyrics = dit_lyrics = "[Instrumental]" if instrumental else (run.output.lyrics or lyrics or "[Instrumental]")
+    elif request.use_format:
+        run = planner.format(caption, lyrics, user, sampling, seed)
+        take(run)
+        caption = dit_caption = run.output.caption or caption
+        lyrics = dit_lyrics = run.output.lyrics or lyrics
+    wanted = ("bpm", "keyscale", "timesignature", "duration")
+    if (request.thinking or request.audio_duration is None) and not all(k in user or k in lm for k in wanted):
+        run = planner.plan(caption, lyrics, {**{k: v for k, v in lm.items() if k != "caption"}, **user}, sampling,
+                           seed)
+        take(run)
+        if request.thinking and run.output.caption and not (request.sample_query or request.use_format):
+            dit_caption = run.output.caption
+
+    final = {k: user.get(k, lm.get(k)) for k in ("bpm", "keyscale", "timesignature", "duration", "language")}
+    duration = float(final["duration"] or DEFAULT_DURATION_S)
+    update = {"prompt": dit_caption, "lyrics": dit_lyrics, "bpm": final["bpm"], "key_scale": final["keyscale"] or "",
+              "time_signature": final["timesignature"] or "", "audio_duration": duration,
+              "vocal_language": final["language"] or request.vocal_language}
+    codes = None
+    if request.thinking:
+        if supports_codes:
+            cot = {**{k: v for k, v in final.items() if v is not None}, "duration": int(duration)}
+            if lm.get("caption"):
+                cot["caption"] = lm["caption"]
+            run = planner.codes(caption, lyrics, cot, duration, sampling, request.lm_negative_prompt, seed)
+            seconds += run.seconds
+            tokens += run.tokens
+            codes = run.output.codes or None
+        else:
+            warnings.append("this checkpoint has no audio tokenizer, so it cannot take audio codes: thinking "
+                            "planned the metadata only")
+    return Prepared(request.model_copy(update=update), codes, seconds, warnings, tokens)

@@ -1,0 +1,81 @@
+"""The 5 Hz LM on a tiny random model with the real tokenizer layout: constrained plans always parse, the
+caller's values always win, phase 2 writes exactly 5 codes a second, and the whole path runs end to end."""
+
+from __future__ import annotations
+
+import pytest
+
+from inference.lm.planner import LmPlanner
+from inference.lm.sampling import Sampling
+from inference.schema import VALID_KEYSCALES, VALID_LANGUAGES, VALID_TIME_SIGNATURES
+
+
+@pytest.fixture(scope="module")
+def planner(lm_service) -> LmPlanner:
+    assert lm_service.planner is not None
+    return lm_service.planner
+
+
+def test_every_constrained_plan_parses_in_range(planner):
+    wild = Sampling(temperature=1.3, top_k=None, top_p=None)
+    for seed in range(50):
+        run = planner.plan("anything", "[Verse]\nla la", {}, wild, seed)
+        out = run.output
+        assert out.repairs == [], run.texts[0]
+        assert 30 <= out.bpm <= 300 and 10 <= out.duration <= planner.max_duration
+        assert out.keyscale in VALID_KEYSCALES and out.timesignature in VALID_TIME_SIGNATURES
+        assert out.language in VALID_LANGUAGES and out.caption is not None
+
+
+def test_the_callers_values_are_forced(planner):
+    user = {"bpm": 128, "keyscale": "F# minor", "timesignature": "3", "duration": 25, "language": "ja"}
+    for seed in range(5):
+        out = planner.plan("x", "y", user, Sampling(temperature=1.5, top_p=None), seed).output
+        assert (out.bpm, out.keyscale, out.timesignature, out.duration, out.language) == (128, "F# minor", "3", 25,
+                                                                                         "ja")
+
+
+def test_same_seed_same_plan(planner):
+    a = planner.plan("x", "y", {}, Sampling(), 11).texts
+    b = planner.plan("x", "y", {}, Sampling(), 11).texts
+    assert a == b
+
+
+def test_phase_two_writes_exactly_five_codes_a_second(planner):
+    run = planner.codes("x", "y", {"bpm": 100, "duration": 12}, 12.0, Sampling(cfg_scale=2.5), "NO USER INPUT", 3)
+    assert run.output.codes.count("<|audio_code_") == 60
+    assert run.texts[0].endswith("<|im_end|>")
+
+
+def test_thinking_end_to_end(lm_service):
+    response = lm_service.generate({"caption": "lofi piano", "lyrics": "[Verse]\nrain", "thinking": True,
+                                    "duration": 10, "batch_size": 2, "seed": 5, "audio_format": "wav",
+                                    "bpm": 90, "language": "de"}, "job-think")
+    assert response.lm_model == "acestep-5Hz-lm-0.6B" and response.timings.lm_s > 0
+    assert response.timings.lm_tokens > 50  # the plan plus 50 codes
+    assert response.metas.bpm == 90 and response.metas.vocal_language == "de"  # the caller's values won
+    assert response.metas.keyscale in VALID_KEYSCALES and response.metas.timesignature in VALID_TIME_SIGNATURES
+    assert [a.duration for a in response.audios] == [10.0, 10.0]
+
+
+def test_no_duration_means_the_plan_decides(lm_service):
+    response = lm_service.generate({"caption": "ambient", "batch_size": 1, "seed": 1, "audio_format": "wav",
+                                    "use_random_seed": False}, "job-plan")
+    assert 10 <= response.metas.duration <= 30 and response.timings.lm_s > 0  # within this tier (30 s here)
+    assert abs(response.audios[0].duration - response.metas.duration) < 0.05
+
+
+def test_sample_query_and_format(lm_service):
+    sample = lm_service.generate({"sample_query": "a sad song about rain", "duration": 10, "batch_size": 1,
+                                  "audio_format": "wav"}, "job-sample")
+    assert sample.prompt and sample.timings.lm_s > 0
+    formatted = lm_service.format_input({"caption": "rock", "lyrics": "[Verse]\nyo",
+                                         "param_obj": {"bpm": 120, "language": "fr", "duration": 30}})
+    assert formatted.bpm == 120 and formatted.vocal_language == "fr" and formatted.duration == 30
+    assert formatted.key_scale in VALID_KEYSCALES and formatted.caption
+
+
+def test_models_report_the_lm(lm_service):
+    models = lm_service.models()
+    assert models.lm_models[0].name == "acestep-5Hz-lm-0.6B" and models.lm_models[0].is_loaded
+    assert models.models[0].supports_audio_codes
