@@ -100,6 +100,12 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         authorize(request, settings, body)
         return body
 
+    async def object_body_of(request: Request) -> dict[str, Any]:
+        body = await body_of(request)
+        if not isinstance(body, dict):
+            raise ApiError(400, f"the request body must be a JSON object (got {type(body).__name__})")
+        return body
+
     # --- endpoints ---
     @app.get("/health", response_model=Envelope[HealthData], responses={503: {"model": Envelope[HealthData]}})
     async def health(request: Request):
@@ -119,10 +125,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
               openapi_extra=_body_schema(GenerateRequest))
     async def release_task(request: Request):
         """Queue a generation (API.md section 3 fields); poll it with ``/query_result``."""
-        body = await body_of(request)
-        if not isinstance(body, dict):
-            raise ApiError(400, f"the request body must be a JSON object (got {type(body).__name__})")
-        return ok(await backend_of(request).submit(body))
+        return ok(await backend_of(request).submit(await object_body_of(request)))
 
     @app.post("/query_result", response_model=Envelope[list[QueryResultItem]], responses=_ERRORS,
               openapi_extra=_body_schema(QueryResultRequest))
@@ -139,10 +142,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
               openapi_extra=_body_schema(FormatInputRequest))
     async def format_input(request: Request):
         """The 5 Hz LM rewrites caption and lyrics and fills in bpm, key, time signature, duration, language."""
-        body = await body_of(request)
-        if not isinstance(body, dict):
-            raise ApiError(400, f"the request body must be a JSON object (got {type(body).__name__})")
-        return ok(await backend_of(request).format_input(body))
+        return ok(await backend_of(request).format_input(await object_body_of(request)))
 
     @app.get("/v1/audio", responses={200: {"content": {"audio/mpeg": {}}}, **_ERRORS},
              response_class=Response)

@@ -15,7 +15,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,13 +29,9 @@ def main() -> None:
     parser.add_argument("--checkpoint-dir", type=Path, default=os.environ.get("ACESTEP_CHECKPOINT_DIR"))
     parser.add_argument("--lm", default="acestep-5Hz-lm-0.6B")
     args = parser.parse_args()
-    if args.checkpoint_dir is None:
-        from inference.demo_checkpoint import make_demo_checkpoint
-        from inference.lm.demo import make_demo_lm
+    from bench.tiny import checkpoint_root
 
-        args.checkpoint_dir = Path(tempfile.mkdtemp(prefix="bench-lm-"))
-        make_demo_checkpoint(args.checkpoint_dir / "acestep-v15-turbo")
-        make_demo_lm(args.checkpoint_dir / args.lm)
+    args.checkpoint_dir = checkpoint_root(args.checkpoint_dir, with_lm=args.lm)
 
     from inference import run
     from inference.lm.sampling import Sampling

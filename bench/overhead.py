@@ -18,7 +18,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,11 +31,9 @@ def main() -> None:
     parser.add_argument("--checkpoint-dir", type=Path, default=os.environ.get("ACESTEP_CHECKPOINT_DIR"))
     args = parser.parse_args()
 
-    if args.checkpoint_dir is None:
-        from inference.demo_checkpoint import make_demo_checkpoint
+    from bench.tiny import checkpoint_root
 
-        args.checkpoint_dir = Path(tempfile.mkdtemp(prefix="bench-ckpt-"))
-        make_demo_checkpoint(args.checkpoint_dir / "acestep-v15-turbo")
+    args.checkpoint_dir = checkpoint_root(args.checkpoint_dir)
     # configure the real handler before importing it: the import is the cold start
     for name in [k for k in os.environ if k.startswith("BUCKET_") or k == "ACESTEP_OUTPUT_DIR"]:
         del os.environ[name]

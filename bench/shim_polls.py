@@ -97,11 +97,9 @@ def main() -> None:
     parser.add_argument("--checkpoint-dir", type=Path, default=os.environ.get("ACESTEP_CHECKPOINT_DIR"))
     args = parser.parse_args()
 
-    if args.checkpoint_dir is None:
-        from inference.demo_checkpoint import make_demo_checkpoint
+    from bench.tiny import checkpoint_root
 
-        args.checkpoint_dir = Path(tempfile.mkdtemp(prefix="bench-ckpt-"))
-        make_demo_checkpoint(args.checkpoint_dir / "acestep-v15-turbo")
+    args.checkpoint_dir = checkpoint_root(args.checkpoint_dir)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BUCKET_", "ACESTEP_", "RUNPOD_"))}
     env.update(ACESTEP_CHECKPOINT_DIR=str(args.checkpoint_dir), ACESTEP_API_HOST="127.0.0.1",

@@ -108,14 +108,21 @@ def build_pipeline(config: TinyConfig = TinyConfig()):
 
 def make_demo_checkpoint(target: Path, config: TinyConfig = TinyConfig()) -> Path:
     """Write the tiny checkpoint to ``target`` (replacing it), atomically: a half-written one never exists."""
+    return write_folder_atomically(
+        target, lambda staging: build_pipeline(config).save_pretrained(staging, safe_serialization=True),
+        "This checkpoint has the real ACE-Step 1.5 diffusers layout but tiny RANDOM weights.\n"
+        "It exists to run the code path without downloads; its audio is noise.\n")
+
+
+def write_folder_atomically(target: Path, write, random_weights_note: str) -> Path:
+    """``write(staging)`` fills a staging folder next to ``target``, which then replaces ``target`` in one
+    rename, with the random-weights marker inside."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        build_pipeline(config).save_pretrained(staging, safe_serialization=True)
-        (staging / RANDOM_WEIGHTS_MARKER).write_text(
-            "This checkpoint has the real ACE-Step 1.5 diffusers layout but tiny RANDOM weights.\n"
-            "It exists to run the code path without downloads; its audio is noise.\n")
+        write(staging)
+        (staging / RANDOM_WEIGHTS_MARKER).write_text(random_weights_note)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)

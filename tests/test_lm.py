@@ -79,3 +79,17 @@ def test_models_report_the_lm(lm_service):
     models = lm_service.models()
     assert models.lm_models[0].name == "acestep-5Hz-lm-0.6B" and models.lm_models[0].is_loaded
     assert models.models[0].supports_audio_codes
+
+
+def test_a_checkpoint_without_audio_tokenizer_plans_metadata_only(lm_service):
+    import dataclasses
+
+    from inference.service import GenerationService
+
+    no_codes = GenerationService(dataclasses.replace(lm_service.loaded, supports_audio_codes=False),
+                                 lm_service.settings, lm_service.planner)
+    response = no_codes.generate({"caption": "x", "thinking": True, "duration": 10, "batch_size": 1,
+                                  "audio_format": "wav"}, "job-xl")
+    assert any("cannot take audio codes: thinking planned the metadata only" in w for w in response.warnings)
+    assert response.metas.keyscale in VALID_KEYSCALES  # the plan still ran
+    assert no_codes.models().models[0].supports_audio_codes is False

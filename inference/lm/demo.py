@@ -8,8 +8,6 @@ the tiny one carries the first 1,024, which keeps its tokenizer fast to build an
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -34,12 +32,9 @@ def build_lm_tokenizer(codes: int = DEMO_CODES):
 def make_demo_lm(target: Path, seed: int = 0) -> Path:
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    from inference.load import RANDOM_WEIGHTS_MARKER
+    from inference.demo_checkpoint import write_folder_atomically
 
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    def write(staging: Path) -> None:
         tokenizer = build_lm_tokenizer()
         torch.manual_seed(seed)
         model = Qwen3ForCausalLM(Qwen3Config(
@@ -49,10 +44,5 @@ def make_demo_lm(target: Path, seed: int = 0) -> Path:
             pad_token_id=tokenizer.pad_token_id))
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        (staging / RANDOM_WEIGHTS_MARKER).write_text("A tiny 5 Hz LM with RANDOM weights: its plans are noise.\n")
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+
+    return write_folder_atomically(target, write, "A tiny 5 Hz LM with RANDOM weights: its plans are noise.\n")
