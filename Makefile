@@ -36,6 +36,7 @@ bench: install
 	$(PY) bench/overhead.py
 	$(PY) bench/shim_polls.py
 	$(PY) bench/lm.py
+	$(PY) bench/gpu.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

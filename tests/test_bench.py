@@ -15,9 +15,12 @@ from tests.conftest import ROOT, worker_env
     ("bench/overhead.py", ["--rounds", "1"], "overhead_ratio"),
     ("bench/shim_polls.py", ["--rate", "40", "--clients", "2", "--seconds", "1"], "poll_p99_ms"),
     ("bench/lm.py", ["--rounds", "1"], "lm_to_dit_ratio"),
+    ("bench/gpu.py", ["--durations", "10", "--batches", "1,2", "--rounds", "1"], "seconds_per_song"),
 ])
 def test_bench_prints_its_headline_last(script, args, headline, lm_checkpoint_dir):
-    done = subprocess.run([sys.executable, script, *args, "--checkpoint-dir", str(lm_checkpoint_dir)], cwd=ROOT,
+    if script != "bench/gpu.py":  # gpu.py builds its own random-weight pipeline
+        args = [*args, "--checkpoint-dir", str(lm_checkpoint_dir)]
+    done = subprocess.run([sys.executable, script, *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=600, env=worker_env(lm_checkpoint_dir))
     assert done.returncode == 0, done.stderr[-2000:]
     last = done.stdout.strip().splitlines()[-1]
