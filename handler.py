@@ -10,10 +10,13 @@ one-line ``{"error": ...}`` without paths or secrets, and the worker goes on ser
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 # RunPod's SDK logs whole jobs (inputs, s3Config credentials, base64 audio) at DEBUG: keep it at INFO
@@ -29,6 +32,8 @@ from inference.storage import secrets_of  # noqa: E402
 
 ACTIONS = ("generate", "models", "format_input")
 PROGRESS_INTERVAL_S = 1.0
+GPU = ThreadPoolExecutor(max_workers=1, thread_name_prefix="acestep-gpu")  # one model, one job on it at a time
+DELIVERY = ThreadPoolExecutor(max_workers=4, thread_name_prefix="acestep-delivery")
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 log = logging.getLogger("acestep.handler")
@@ -58,20 +63,27 @@ def _progress_sender(job: dict[str, Any]):
     return send
 
 
-def handler(job: dict[str, Any]) -> dict[str, Any]:
+async def handler(job: dict[str, Any]) -> dict[str, Any]:
+    """One job. The accelerator's part runs on the one GPU thread; encoding and upload run beside it, so with
+    ``concurrency_modifier`` the next job is generated while this one is encoded and uploaded."""
     job_id = str(job.get("id", "local"))
     job_input = job.get("input")
     s3_config = job.get("s3Config") or (job_input.get("s3Config") if isinstance(job_input, dict) else None)
+    loop = asyncio.get_running_loop()
     try:
         if SERVICE is None:
             raise CheckpointError(f"this worker could not load its model: {LOAD_ERROR}")
         action = job_input.get("action", "generate") if isinstance(job_input, dict) else "generate"
         if action == "generate":
-            return SERVICE.generate(job_input, job_id, s3_config, _progress_sender(job)).model_dump()
+            progress = _progress_sender(job)
+            rendered = await loop.run_in_executor(
+                GPU, functools.partial(SERVICE.render, job_input, job_id, s3_config, progress))
+            response = await loop.run_in_executor(DELIVERY, SERVICE.deliver, rendered, progress)
+            return response.model_dump()
         if action == "models":
             return SERVICE.models().model_dump()
         if action == "format_input":
-            return SERVICE.format_input(job_input).model_dump()
+            return (await loop.run_in_executor(GPU, SERVICE.format_input, job_input)).model_dump()
         raise InputError(f"action must be one of {', '.join(ACTIONS)} (got {str(action)[:40]!r})")
     except AceStepError as err:
         message = public_message(err, secrets_of(SETTINGS, s3_config))
@@ -83,8 +95,13 @@ def handler(job: dict[str, Any]) -> dict[str, Any]:
         return {"error": message}
 
 
+def concurrency_modifier(current: int) -> int:
+    """Jobs this worker takes at once: one generating, the others encoding and uploading."""
+    return SETTINGS.job_concurrency
+
+
 if __name__ == "__main__":
     if LOAD_ERROR is not None:
         print(f"acestep-worker cannot start: {LOAD_ERROR}", file=sys.stderr)
         sys.exit(1)
-    runpod.serverless.start({"handler": handler})
+    runpod.serverless.start({"handler": handler, "concurrency_modifier": concurrency_modifier})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from inference import run
@@ -36,6 +37,18 @@ from inference.settings import Settings
 from inference.storage import Target, choose_target
 
 log = logging.getLogger("acestep.service")
+
+
+@dataclass
+class Rendered:
+    """A job whose songs are made but not yet encoded or delivered."""
+
+    job_id: str
+    request: GenerateRequest
+    target: Target
+    generation: run.Generation
+    lm_tokens: int
+    started: float
 
 
 class GenerationService:
@@ -94,6 +107,12 @@ class GenerationService:
                  progress: run.ProgressFn | None = None, target: Target | None = None) -> GenerateResponse:
         """One job end to end. ``job_input`` is a raw input or an already validated request; ``target``
         overrides where the audio goes (the shim's pod mode always writes to its output folder)."""
+        return self.deliver(self.render(job_input, job_id, s3_config, progress, target), progress)
+
+    def render(self, job_input: Any, job_id: str, s3_config: Any = None, progress: run.ProgressFn | None = None,
+               target: Target | None = None) -> Rendered:
+        """The accelerator's part of a job: validate, plan with the LM, generate. Nothing is encoded yet, so the
+        next job's rendering can start while this one is encoded and uploaded (``deliver``)."""
         started = time.perf_counter()
         request = job_input if isinstance(job_input, GenerateRequest) else self.parse(job_input)
         if target is None:
@@ -104,7 +123,11 @@ class GenerationService:
         [generation] = run.generate(self.loaded, [prepared.request], progress, [prepared.codes])
         generation.warnings.extend(prepared.warnings)
         generation.lm_s = prepared.lm_s
+        return Rendered(job_id, request, target, generation, prepared.lm_tokens, started)
 
+    def deliver(self, rendered: Rendered, progress: run.ProgressFn | None = None) -> GenerateResponse:
+        """The host's part of a job: encode, upload or write, and report. Uses no accelerator."""
+        request, target, generation = rendered.request, rendered.target, rendered.generation
         encode_started = time.perf_counter()
         if progress:
             progress(1.0, "encoding")
@@ -115,19 +138,20 @@ class GenerationService:
         upload_started = time.perf_counter()
         if progress:
             progress(1.0, "uploading" if target.kind == "s3" else "delivering")
-        delivered = target.deliver(encoded, job_id)
+        delivered = target.deliver(encoded, rendered.job_id)
         upload_s = time.perf_counter() - upload_started
 
         audios = [AudioOut(url=d.url, base64=d.base64, path=d.path, key=d.key, format=e.format,
                            content_type=e.content_type, bytes=len(e.data), duration=round(e.duration_s, 3),
                            sample_rate=e.sample_rate, seed=song.seed)
                   for song, e, d in zip(generation.songs, encoded, delivered, strict=True)]
-        total_s = time.perf_counter() - started
-        log.info("job %s: %d song(s) × %.0f s, generate %.2f s, encode %.2f s, %s %.2f s, total %.2f s", job_id,
-                 len(audios), generation.metas.duration, generation.generate_s, encode_s, target.kind, upload_s,
-                 total_s)
+        total_s = time.perf_counter() - rendered.started
+        log.info("job %s: %d song(s) × %.0f s, generate %.2f s, encode %.2f s, %s %.2f s, total %.2f s",
+                 rendered.job_id, len(audios), generation.metas.duration, generation.generate_s, encode_s,
+                 target.kind, upload_s, total_s)
         return GenerateResponse(
             audios=audios, prompt=generation.prompt, lyrics=generation.lyrics, metas=generation.metas,
             dit_model=self.loaded.dit_model, lm_model=self.lm_model, warnings=generation.warnings,
-            timings=Timings(lm_s=round(generation.lm_s, 4), lm_tokens=prepared.lm_tokens, generate_s=round(generation.generate_s, 4),
-                            encode_s=round(encode_s, 4), upload_s=round(upload_s, 4), total_s=round(total_s, 4)))
+            timings=Timings(lm_s=round(generation.lm_s, 4), lm_tokens=rendered.lm_tokens,
+                            generate_s=round(generation.generate_s, 4), encode_s=round(encode_s, 4),
+                            upload_s=round(upload_s, 4), total_s=round(total_s, 4)))

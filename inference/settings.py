@@ -75,6 +75,10 @@ class Settings(BaseModel):
         SEVEN_DAYS_S, ge=1, le=SEVEN_DAYS_S, alias="BUCKET_URL_EXPIRY",
         description="Lifetime of presigned URLs in seconds (S3 allows at most 7 days).")
 
+    job_concurrency: int = Field(
+        2, ge=1, le=8, alias="ACESTEP_JOB_CONCURRENCY",
+        description="Jobs a worker takes at once: one generates while the others encode and upload.")
+
     # --- set by RunPod on its workers ---
     runpod_post_output_url: str | None = Field(
         None, alias="RUNPOD_WEBHOOK_POST_OUTPUT",

@@ -3,7 +3,8 @@
 It speaks both sides of the queue as RunPod's SDK and HTTP API use them, so everything around it is real:
 - to clients (the shim's runpod backend, ``runpod.Endpoint``): ``/v2/{id}/run``, ``/runsync``,
   ``/status/{job}``, ``/cancel/{job}``, ``/health``, with ``Authorization`` checked;
-- to a real ``python handler.py`` worker, whose SDK job loop polls ``job-take`` (long-poll, 204 when idle),
+- to a real ``python handler.py`` worker, whose SDK job loop polls ``job-take`` or, when its
+  ``concurrency_modifier`` allows several jobs, ``job-take-batch`` (long-poll, 204 when idle),
   posts progress and results to ``job-done`` and long-polls ``job-stop``.
 A job whose result carries ``error`` ends FAILED, as on RunPod. Test controls under ``/_standin/``: fail the
 next client calls with given HTTP statuses, forget every job (RunPod keeps results for 30 minutes), count calls.
@@ -44,8 +45,8 @@ class RunPodStandIn:
         @app.middleware("http")
         async def client_faults(request: Request, call_next):
             path = request.url.path
-            client_side = not any(part in path for part in ("/job-take/", "/job-done/", "/job-stop/", "/ping",
-                                                            "/_standin/"))
+            client_side = not any(part in path for part in ("/job-take/", "/job-take-batch/", "/job-done/",
+                                                            "/job-stop/", "/ping", "/_standin/"))
             if client_side:
                 self.calls[f"{request.method} {path.split('/')[3] if path.count('/') >= 3 else path}"] += 1
                 if request.headers.get("authorization", "") not in (f"Bearer {self.client_key}", self.client_key):
@@ -106,6 +107,24 @@ class RunPodStandIn:
                 return Response(status_code=204)
             job["status"], job["started"] = "IN_PROGRESS", time.time()
             return {"id": job_id, "input": job["input"]}
+
+        @app.get(base + "/job-take-batch/{worker_id}")
+        async def job_take_batch(endpoint_id: str, worker_id: str, batch_size: int = 1):
+            """What the SDK polls when its concurrency_modifier allows more than one job: a list."""
+            jobs = []
+            try:
+                jobs.append(await asyncio.wait_for(self._queue().get(), timeout=1.0))
+                while len(jobs) < batch_size and not self._queue().empty():
+                    jobs.append(self._queue().get_nowait())
+            except asyncio.TimeoutError:
+                return Response(status_code=204)
+            taken = []
+            for job_id in jobs:
+                job = self.jobs.get(job_id)
+                if job is not None and job["status"] == "IN_QUEUE":
+                    job["status"], job["started"] = "IN_PROGRESS", time.time()
+                    taken.append({"id": job_id, "input": job["input"]})
+            return taken if taken else Response(status_code=204)
 
         @app.get(base + "/job-stop/{worker_id}")
         async def job_stop(endpoint_id: str, worker_id: str):
