@@ -7,7 +7,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
-from inference.schema import ModelsResponse
 
 Backend = Literal["local", "runpod"]
 QUEUED_OR_RUNNING, SUCCEEDED, FAILED = 0, 1, 2
@@ -82,5 +81,3 @@ class StatsData(BaseModel):
     queue_maxsize: int
     avg_job_seconds: float | None
 
-
-ModelsData = ModelsResponse

@@ -10,7 +10,6 @@ VAE_DIR = "vae"
 TEXT_ENCODER_DIR = "Qwen3-Embedding-0.6B"
 DIT_IN_MAIN_REPO = ("acestep-v15-turbo",)
 LM_IN_MAIN_REPO = ("acestep-5Hz-lm-1.7B",)
-LM_MODELS = ("acestep-5Hz-lm-0.6B", "acestep-5Hz-lm-1.7B", "acestep-5Hz-lm-4B")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 OPTIONAL_TOKENIZER_FILES = ("vocab.json", "merges.txt", "added_tokens.json", "special_tokens_map.json",
                             "chat_template.jinja")

@@ -18,7 +18,7 @@ from inference.errors import UnsupportedError
 from inference.lm.load import load_lm
 from inference.lm.planner import LmPlanner
 from inference.lm.sampling import Sampling
-from inference.lm.stage import prepare
+from inference.lm.stage import prepare, user_metas
 from inference.load import LoadedPipeline, load_pipeline
 from inference.schema import (
     AudioOut,
@@ -82,12 +82,7 @@ class GenerationService:
         if self.planner is None:
             raise UnsupportedError("format_input needs the 5 Hz LM, which this worker has not loaded "
                                    "(ACESTEP_LM_MODEL)")
-        given = request.model_fields_set
-        user = {"bpm": request.bpm, "keyscale": request.key_scale or None,
-                "timesignature": request.time_signature or None,
-                "duration": int(request.audio_duration) if request.audio_duration else None,
-                "language": request.vocal_language if request.vocal_language != "unknown" else None}
-        user = {k: v for k, v in user.items() if v is not None}
+        user = user_metas(request)
         run = self.planner.format(request.prompt, request.lyrics, user,
                                   Sampling(temperature=request.temperature), random.randrange(2**32))
         out = run.output
@@ -96,8 +91,7 @@ class GenerationService:
             bpm=user.get("bpm", out.bpm), key_scale=user.get("keyscale", out.keyscale or ""),
             time_signature=user.get("timesignature", out.timesignature or ""),
             duration=float(user.get("duration", out.duration)) if user.get("duration", out.duration) else None,
-            vocal_language=request.vocal_language if "vocal_language" in given and request.vocal_language != "unknown"
-            else (out.language or "unknown"))
+            vocal_language=user.get("language", out.language or "unknown"))
 
     def parse(self, job_input: Any) -> GenerateRequest:
         """Validate a job's input against this deployment's limits (tier, turbo or base)."""

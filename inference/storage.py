@@ -158,10 +158,15 @@ class InlineTarget:
 
 
 def write_atomically(folder: Path, audio: EncodedAudio) -> Path:
+    return write_bytes_atomically(folder, audio.data, audio.extension)
+
+
+def write_bytes_atomically(folder: Path, data: bytes, extension: str) -> Path:
+    """``data`` as ``folder/<fresh uuid>.<extension>``, written beside it first so no reader sees half a file."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{uuid.uuid4().hex}.{audio.extension}"
+    path = folder / f"{uuid.uuid4().hex}.{extension}"
     partial = path.with_suffix(path.suffix + ".part")
-    partial.write_bytes(audio.data)
+    partial.write_bytes(data)
     os.replace(partial, path)
     return path.resolve()
 

@@ -34,6 +34,7 @@ from inference.schema import (
     parse_generate_request,
 )
 from inference.settings import Settings
+from inference.storage import write_bytes_atomically
 
 log = logging.getLogger("acestep.shim.runpod")
 HEALTH_CACHE_S = 5.0
@@ -192,19 +193,15 @@ class RunPodBackend:
             extension = str(audio.get("format", "mp3"))
             if extension not in CONTENT_TYPES:
                 raise ValueError(f"the worker returned audio in an unknown format {extension!r}")
-            name = f"{uuid.uuid4().hex}.{extension}"
             if audio.get("url"):
-                path = os.path.realpath(self.output_dir / "remote" / name)
+                path = os.path.realpath(self.output_dir / "remote" / f"{uuid.uuid4().hex}.{extension}")
                 self.store.add_remote_audio(path, audio["url"], CONTENT_TYPES[extension], task.task_id)
             elif audio.get("base64"):
                 try:
                     data = base64.b64decode(audio["base64"], validate=True)
                 except (binascii.Error, ValueError):
                     raise ValueError("the worker returned audio that is not valid base64") from None
-                path = os.path.realpath(self.output_dir / name)
-                with open(path + ".part", "wb") as out:
-                    out.write(data)
-                os.replace(path + ".part", path)
+                path = os.path.realpath(write_bytes_atomically(self.output_dir, data, extension))
             elif audio.get("path"):
                 path = os.path.realpath(audio["path"])  # a volume shared with the worker
             else:

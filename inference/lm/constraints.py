@@ -180,13 +180,13 @@ class CodesProgram:
         self.count = count
         self.emitted = 0
         self.done = False
-        self.allowed = torch.ones(size, dtype=torch.bool)
-        self.allowed[[i for i in tokens.code_ids if i < size]] = False  # False = allowed (a blocked mask)
+        self.blocked = torch.ones(size, dtype=torch.bool)  # everything but the code tokens (EOS too, until the end)
+        self.blocked[[i for i in tokens.code_ids if i < size]] = False
 
     def mask(self, logits: torch.Tensor) -> torch.Tensor:
         if self.emitted >= self.count:
             return _only(logits, [self.tokens.eos])
-        return logits.masked_fill(self.allowed[: logits.shape[-1]], float("-inf"))
+        return logits.masked_fill(self.blocked[: logits.shape[-1]], float("-inf"))
 
     def advance(self, token: int) -> None:
         if token == self.tokens.eos:

@@ -4,7 +4,7 @@ lyrics (``format_input``/``use_format``) and write a song from a description (``
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from inference.lm.constraints import DESCRIBE_FIELDS, PLAN_FIELDS, CodesProgram, Program
@@ -54,13 +54,19 @@ class LmPlanner:
     def _values(user: dict[str, Any]) -> dict[str, str]:
         return {k: str(int(v)) if k in ("bpm", "duration") else str(v) for k, v in user.items() if v not in (None, "")}
 
+    def _think(self, prompt: str, user: dict[str, Any], fields: tuple[str, ...], then: str, sampling: Sampling,
+               seed: int, skip: tuple[str, ...] = (), tail_tokens: int = 0) -> LmRun:
+        """A constrained ``<think>`` plan (never with CFG), then the end of the turn or free-text lyrics."""
+        started = time.perf_counter()
+        program = Program.plan(self.lm.vocab, self._values(user), self.max_duration, fields, then=then, skip=skip,
+                               max_tail_tokens=tail_tokens)
+        text, count = self._generate(prompt, program, replace(sampling, cfg_scale=1.0), PLAN_MAX_TOKENS + tail_tokens,
+                                     seed)
+        return LmRun(parse_output(text, self.max_duration), count, time.perf_counter() - started, [text])
+
     def plan(self, caption: str, lyrics: str, user: dict[str, Any], sampling: Sampling, seed: int) -> LmRun:
         """Phase 1: bpm, caption, duration, keyscale, language, time signature; the caller's values are forced."""
-        started = time.perf_counter()
-        program = Program.plan(self.lm.vocab, self._values(user), self.max_duration, PLAN_FIELDS, then="stop")
-        no_cfg = Sampling(sampling.temperature, sampling.top_k, sampling.top_p, 1.0)  # never CFG while planning
-        text, count = self._generate(plan_prompt(caption, lyrics), program, no_cfg, PLAN_MAX_TOKENS, seed)
-        return LmRun(parse_output(text, self.max_duration), count, time.perf_counter() - started, [text])
+        return self._think(plan_prompt(caption, lyrics), user, PLAN_FIELDS, "stop", sampling, seed)
 
     def codes(self, caption: str, lyrics: str, metas: dict[str, Any], duration: float, sampling: Sampling,
               negative_prompt: str, seed: int) -> LmRun:
@@ -77,12 +83,7 @@ class LmPlanner:
     def describe(self, prompt: str, user: dict[str, Any], sampling: Sampling, seed: int,
                  skip: tuple[str, ...] = ()) -> LmRun:
         """format and sample: the plan with genres, then lyrics as free text (code tokens masked)."""
-        started = time.perf_counter()
-        program = Program.plan(self.lm.vocab, self._values(user), self.max_duration, DESCRIBE_FIELDS, then="tail",
-                               skip=skip, max_tail_tokens=DESCRIBE_TAIL_TOKENS)
-        no_cfg = Sampling(sampling.temperature, sampling.top_k, sampling.top_p, 1.0)
-        text, count = self._generate(prompt, program, no_cfg, PLAN_MAX_TOKENS + DESCRIBE_TAIL_TOKENS, seed)
-        return LmRun(parse_output(text, self.max_duration), count, time.perf_counter() - started, [text])
+        return self._think(prompt, user, DESCRIBE_FIELDS, "tail", sampling, seed, skip, DESCRIBE_TAIL_TOKENS)
 
     def format(self, caption: str, lyrics: str, user: dict[str, Any], sampling: Sampling, seed: int) -> LmRun:
         skip = ("language",) if user.get("language") else ()  # a given language is kept, not planned

@@ -11,7 +11,6 @@ from typing import Any
 import yaml
 
 INSTRUCTION = "Generate audio semantic tokens based on the given conditions:"
-UNDERSTAND_INSTRUCTION = "Understand the given musical conditions and describe the audio semantics accordingly:"
 INSPIRED_INSTRUCTION = "Expand the user's input into a more detailed and specific musical description:"
 REWRITE_INSTRUCTION = "Format the user's input into a more detailed and specific musical description:"
 NO_USER_INPUT = "NO USER INPUT"

@@ -29,8 +29,8 @@ def choose(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator)
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if sampling.top_p is not None and 0.0 < sampling.top_p < 1.0:
         ordered, order = torch.sort(logits, descending=True)
-        cumulative = torch.softmax(ordered, dim=-1).cumsum(-1)
-        drop = cumulative - torch.softmax(ordered, dim=-1) >= sampling.top_p  # keep the token that crosses p
+        probs = torch.softmax(ordered, dim=-1)
+        drop = probs.cumsum(-1) - probs >= sampling.top_p  # keep the token that crosses p
         logits = logits.index_fill(0, order[drop], float("-inf"))
     if sampling.temperature <= 0:
         return int(torch.argmax(logits))

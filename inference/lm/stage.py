@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from inference.errors import UnsupportedError
 from inference.lm.planner import LmPlanner
 from inference.lm.sampling import Sampling
-from inference.schema import DEFAULT_DURATION_S, GenerateRequest
+from inference.schema import DEFAULT_DURATION_S, GenerateRequest, SongFields
 
 
 @dataclass
@@ -28,7 +28,8 @@ class Prepared:
     lm_tokens: int = 0
 
 
-def _user_metas(request: GenerateRequest) -> dict:
+def user_metas(request: SongFields) -> dict:
+    """The metadata the caller gave, in the LM's names; these always win over the LM's plan."""
     given = request.model_fields_set
     metas = {}
     if request.bpm is not None:
@@ -59,7 +60,7 @@ def prepare(planner: LmPlanner | None, request: GenerateRequest, supports_codes:
     seeds = request.explicit_seeds
     seed = seeds[0] if seeds else random.randrange(2**32)
     sampling = Sampling(request.lm_temperature, request.lm_top_k, request.lm_top_p, request.lm_cfg_scale)
-    user = _user_metas(request)
+    user = user_metas(request)
     lm: dict = {}
     caption, lyrics = request.prompt, request.lyrics
     dit_caption, dit_lyrics = caption, lyrics

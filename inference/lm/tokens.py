@@ -19,10 +19,6 @@ class LmTokens:
     code_ids: list[int]  # token ids of <|audio_code_0..63999|> present in the vocabulary
     specials: set[int] = field(default_factory=set)  # every added special token (codes included)
 
-    @property
-    def code_id_set(self) -> set[int]:
-        return set(self.code_ids)
-
 
 def resolve_tokens(tokenizer) -> LmTokens:
     vocab = tokenizer.get_vocab()
