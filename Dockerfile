@@ -10,10 +10,12 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
-# the base image tag pins the distribution; apt versions are left to its security updates
+# the base image tag pins the distribution; apt versions are left to its security updates.
+# gcc and the Python headers: torch.compile's Triton builds its small launcher module at run time
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3.11 python3.11-venv ca-certificates \
+    && apt-get install -y --no-install-recommends python3.11 python3.11-venv python3.11-dev gcc libc6-dev \
+        ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && python3.11 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
@@ -45,6 +47,8 @@ FROM base AS runtime
 ARG DIT_MODEL=acestep-v15-turbo
 ARG LM_MODEL=acestep-5Hz-lm-1.7B
 COPY --from=checkpoints /app/checkpoints /app/checkpoints
+# compiled-kernel caches made with builder/bake_compile_cache.py on the target GPU (see compile-cache/README.md)
+COPY compile-cache/ /app/checkpoints/compile-cache/
 COPY docker/entrypoint.sh /app/docker/entrypoint.sh
 ENV HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \

@@ -25,6 +25,7 @@ os.environ.setdefault("RUNPOD_DEBUG_LEVEL", "INFO")
 
 import runpod  # noqa: E402
 
+from inference.batching import Batcher  # noqa: E402
 from inference.errors import AceStepError, CheckpointError, InputError, public_message  # noqa: E402
 from inference.service import GenerationService  # noqa: E402
 from inference.settings import Settings  # noqa: E402
@@ -45,6 +46,9 @@ try:
 except CheckpointError as err:
     SERVICE, LOAD_ERROR = None, str(err)
     log.error("cannot serve: %s", LOAD_ERROR)
+# compatible jobs waiting for the GPU render as one batch (same duration, steps, ...), up to the tier's batch size
+BATCHER = Batcher(GPU, SERVICE.render_batch, key=SERVICE.batch_key, size=SERVICE.batch_size,
+                  max_size=SERVICE.loaded.limits.max_batch_size) if SERVICE else None
 
 
 def _progress_sender(job: dict[str, Any]):
@@ -65,7 +69,8 @@ def _progress_sender(job: dict[str, Any]):
 
 async def handler(job: dict[str, Any]) -> dict[str, Any]:
     """One job. The accelerator's part runs on the one GPU thread; encoding and upload run beside it, so with
-    ``concurrency_modifier`` the next job is generated while this one is encoded and uploaded."""
+    ``concurrency_modifier`` the next job is generated while this one is encoded and uploaded, and compatible
+    jobs that wait for the GPU together are rendered as one batch."""
     job_id = str(job.get("id", "local"))
     job_input = job.get("input")
     s3_config = job.get("s3Config") or (job_input.get("s3Config") if isinstance(job_input, dict) else None)
@@ -76,8 +81,9 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
         action = job_input.get("action", "generate") if isinstance(job_input, dict) else "generate"
         if action == "generate":
             progress = _progress_sender(job)
-            rendered = await loop.run_in_executor(
-                GPU, functools.partial(SERVICE.render, job_input, job_id, s3_config, progress))
+            staged = await loop.run_in_executor(
+                GPU, functools.partial(SERVICE.stage, job_input, job_id, s3_config, progress))
+            rendered = await BATCHER.submit(staged)
             response = await loop.run_in_executor(DELIVERY, SERVICE.deliver, rendered, progress)
             return response.model_dump()
         if action == "models":
@@ -96,7 +102,8 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def concurrency_modifier(current: int) -> int:
-    """Jobs this worker takes at once: one generating, the others encoding and uploading."""
+    """Jobs this worker takes at once: one batch generating, the others waiting to join the next batch or
+    encoding and uploading."""
     return SETTINGS.job_concurrency
 
 

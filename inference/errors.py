@@ -25,6 +25,11 @@ class CheckpointError(AceStepError):
     """The checkpoint is missing or broken; the message says what was looked for and how to get it."""
 
 
+class SetupError(CheckpointError):
+    """A setting cannot be honoured on this machine (e.g. an attention kernel that is not installed); like a
+    broken checkpoint, the worker cannot serve until it is changed."""
+
+
 class GenerationError(AceStepError):
     """Generation failed (e.g. out of GPU memory); the message says what to change."""
 

@@ -17,11 +17,14 @@ from pathlib import Path
 
 import torch
 
+from inference.attention import apply_backend, choose_backend
+from inference.compile import CompileReport, after_warm_up, compile_pipeline
 from inference.errors import CheckpointError
 from inference.manifest import check_manifest
 from inference.hardware import effective_limits, pick_device, pick_dtype, tier_for
 from inference.schema import TASK_TYPES, BASE_MODEL_TASKS, Limits
 from inference.settings import Settings
+from inference.vae_decode import ChunkPlan, chunk_plan_for, decode_latents, fold_weight_norm
 
 log = logging.getLogger("acestep.load")
 
@@ -45,10 +48,19 @@ class LoadReport:
     warmup_s: float
     random_weights: bool
     components: list[str] = field(default_factory=list)
+    vae_dtype: str = "float32"
+    attention: str = "native"
+    compiled: CompileReport = field(default_factory=lambda: CompileReport(enabled=False))
 
     def summary(self) -> str:
         weights = "RANDOM WEIGHTS (demo only)" if self.random_weights else f"{self.parameters_m:.1f}M parameters"
-        return (f"loaded {self.dit_model} on {self.device} ({self.dtype}, tier {self.tier}): {weights}; "
+        compiled = "off"
+        if self.compiled.enabled:
+            cache = "cache loaded" if self.compiled.cache_loaded else (
+                "cache written" if self.compiled.cache_saved else "no cache")
+            compiled = f"on ({cache})"
+        return (f"loaded {self.dit_model} on {self.device} ({self.dtype}, VAE {self.vae_dtype}, tier {self.tier}, "
+                f"attention {self.attention}, compile {compiled}): {weights}; "
                 f"load {self.load_s:.2f} s, warm-up {self.warmup_s:.2f} s")
 
 
@@ -65,6 +77,7 @@ class LoadedPipeline:
     random_weights: bool
     limits: Limits
     report: LoadReport
+    vae_plan: ChunkPlan = field(default_factory=ChunkPlan)
 
     @property
     def sample_rate(self) -> int:
@@ -157,12 +170,17 @@ def _from_pretrained(path: Path, dtype: torch.dtype):
 
 
 def warm_up(loaded: LoadedPipeline) -> float:
-    """One short generation so the first job does not pay for lazy initialisation."""
+    """Short generations so the first job does not pay for lazy initialisation; with torch.compile, one at
+    batch 1 and one at batch 2, as each gets its own graph."""
     started = time.perf_counter()
-    generator = torch.Generator(device="cpu").manual_seed(0)
+    batches = (1, 2) if loaded.report.compiled.enabled else (1,)
     with torch.inference_mode():
-        loaded.pipe(prompt="warm-up", lyrics="[inst]", audio_duration=10.0, num_inference_steps=2,
-                    guidance_scale=1.0, generator=generator, output_type="pt")
+        for batch in batches:
+            latents = loaded.pipe(prompt=["warm-up"] * batch, lyrics=["[inst]"] * batch, audio_duration=10.0,
+                                  num_inference_steps=2, guidance_scale=1.0, output_type="latent",
+                                  generator=[torch.Generator(device="cpu").manual_seed(i) for i in range(batch)]
+                                  ).audios
+            decode_latents(loaded.pipe.vae, latents, loaded.vae_plan)
     if loaded.device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - started
@@ -183,7 +201,13 @@ def load_pipeline(settings: Settings) -> LoadedPipeline:
     started = time.perf_counter()
     pipe = _from_pretrained(path, dtype)
     pipe.to(device)
+    vae_dtype = pick_dtype(settings.vae_dtype, device) if settings.vae_dtype != "auto" else dtype
+    if pipe.vae.dtype != vae_dtype:
+        pipe.vae.to(dtype=vae_dtype)
+    fold_weight_norm(pipe.vae)
     pipe.set_progress_bar_config(disable=True)
+    attention = apply_backend(pipe.transformer, choose_backend(settings.attention_backend, device))
+    compiled = compile_pipeline(pipe, settings, device)
     load_s = time.perf_counter() - started
 
     is_turbo = bool(pipe.is_turbo)
@@ -200,10 +224,13 @@ def load_pipeline(settings: Settings) -> LoadedPipeline:
         report=LoadReport(dit_model=settings.dit_name, device=str(device), dtype=str(dtype).removeprefix("torch."),
                           tier=tier_for(device).name, parameters_m=parameters / 1e6, load_s=load_s, warmup_s=0.0,
                           random_weights=random_weights,
-                          components=[k for k, v in pipe.components.items() if v is not None]),
+                          components=[k for k, v in pipe.components.items() if v is not None],
+                          vae_dtype=str(vae_dtype).removeprefix("torch."), attention=attention, compiled=compiled),
+        vae_plan=chunk_plan_for(settings.vae_chunk_s, float(pipe.latents_per_second)),
     )
     if settings.warmup:
         loaded.report.warmup_s = warm_up(loaded)
+        after_warm_up(compiled)
     if random_weights:
         log.warning("!" * 78)
         log.warning("THE CHECKPOINT AT %s HAS RANDOM WEIGHTS: it exercises the real code path, "

@@ -21,6 +21,7 @@ from inference.hardware import free_accelerator_memory
 from inference.load import LoadedPipeline
 from inference.schema import DEFAULT_DURATION_S, GenerateRequest, Metas
 from inference.seeds import generators_for, resolve_seeds
+from inference.vae_decode import decode_latents, normalise_levels
 
 # progress(fraction 0..1, stage)
 ProgressFn = Callable[[float, str], None]
@@ -127,7 +128,11 @@ def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
                 repainting_end=None if first.repainting_end == -1 else first.repainting_end,
                 audio_cover_strength=first.audio_cover_strength,
                 audio_codes=song_codes, instruction=None,
-                callback_on_step_end=on_step_end, output_type="np")
+                callback_on_step_end=on_step_end, output_type="latent")
+            if progress is not None:
+                progress(1.0, "decoding")
+            audio = normalise_levels(decode_latents(loaded.pipe.vae, output.audios, loaded.vae_plan))
+            audio = audio.cpu().numpy()
     except torch.OutOfMemoryError:
         free_accelerator_memory()
         raise GenerationError(_out_of_memory_message(len(seeds), duration)) from None
@@ -138,7 +143,6 @@ def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
         raise GenerationError(_out_of_memory_message(len(seeds), duration)) from None
     generate_s = time.perf_counter() - started
 
-    audio = np.asarray(output.audios, dtype=np.float32)
     if audio.shape[0] != len(seeds):
         raise RuntimeError(f"the pipeline returned {audio.shape[0]} songs for {len(seeds)} requested")
     frames = min(audio.shape[-1], int(round(duration * loaded.sample_rate)))

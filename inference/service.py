@@ -18,7 +18,7 @@ from inference.errors import UnsupportedError
 from inference.lm.load import load_lm
 from inference.lm.planner import LmPlanner
 from inference.lm.sampling import Sampling
-from inference.lm.stage import prepare, user_metas
+from inference.lm.stage import Prepared, prepare, user_metas
 from inference.load import LoadedPipeline, load_pipeline
 from inference.schema import (
     AudioOut,
@@ -37,6 +37,18 @@ from inference.settings import Settings
 from inference.storage import Target, choose_target
 
 log = logging.getLogger("acestep.service")
+
+
+@dataclass
+class Staged:
+    """A validated job, planned by the LM, waiting for the DiT."""
+
+    job_id: str
+    request: GenerateRequest
+    target: Target
+    prepared: Prepared
+    started: float
+    progress: run.ProgressFn | None = None
 
 
 @dataclass
@@ -105,8 +117,13 @@ class GenerationService:
 
     def render(self, job_input: Any, job_id: str, s3_config: Any = None, progress: run.ProgressFn | None = None,
                target: Target | None = None) -> Rendered:
-        """The accelerator's part of a job: validate, plan with the LM, generate. Nothing is encoded yet, so the
-        next job's rendering can start while this one is encoded and uploaded (``deliver``)."""
+        """The accelerator's part of one job: ``stage`` then ``render_batch`` of just this job."""
+        [rendered] = self.render_batch([self.stage(job_input, job_id, s3_config, progress, target)])
+        return rendered
+
+    def stage(self, job_input: Any, job_id: str, s3_config: Any = None, progress: run.ProgressFn | None = None,
+              target: Target | None = None) -> Staged:
+        """Validate, choose where the audio goes, plan with the LM: all a job needs before the DiT."""
         started = time.perf_counter()
         request = job_input if isinstance(job_input, GenerateRequest) else self.parse(job_input)
         if target is None:
@@ -114,10 +131,37 @@ class GenerationService:
         if progress and self.planner and (request.thinking or request.use_format or request.sample_query):
             progress(0.0, "planning")
         prepared = prepare(self.planner, request, self.loaded.supports_audio_codes)
-        [generation] = run.generate(self.loaded, [prepared.request], progress, [prepared.codes])
-        generation.warnings.extend(prepared.warnings)
-        generation.lm_s = prepared.lm_s
-        return Rendered(job_id, request, target, generation, prepared.lm_tokens, started)
+        return Staged(job_id, request, target, prepared, started, progress)
+
+    @staticmethod
+    def batch_key(staged: Staged) -> tuple:
+        """Staged jobs with equal keys can be rendered in one pipeline call."""
+        return run.batch_key(staged.prepared.request), staged.prepared.codes is None
+
+    @staticmethod
+    def batch_size(staged: Staged) -> int:
+        return staged.prepared.request.batch_size
+
+    def render_batch(self, staged: list[Staged]) -> list[Rendered]:
+        """The DiT and the VAE for staged jobs that share a ``batch_key``: one pipeline call for all of them.
+        Nothing is encoded yet, so the next batch can render while these are encoded and uploaded."""
+        listeners = [s.progress for s in staged if s.progress is not None]
+
+        def progress(fraction: float, stage: str) -> None:
+            for listener in listeners:
+                listener(fraction, stage)
+
+        generations = run.generate(self.loaded, [s.prepared.request for s in staged],
+                                   progress if listeners else None, [s.prepared.codes for s in staged])
+        if len(staged) > 1:
+            log.info("rendered %d jobs in one batch (%s)", len(staged), ", ".join(s.job_id for s in staged))
+        rendered = []
+        for one, generation in zip(staged, generations, strict=True):
+            generation.warnings.extend(one.prepared.warnings)
+            generation.lm_s = one.prepared.lm_s
+            rendered.append(Rendered(one.job_id, one.request, one.target, generation, one.prepared.lm_tokens,
+                                     one.started))
+        return rendered
 
     def deliver(self, rendered: Rendered, progress: run.ProgressFn | None = None) -> GenerateResponse:
         """The host's part of a job: encode, upload or write, and report. Uses no accelerator."""

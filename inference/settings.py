@@ -42,6 +42,27 @@ class Settings(BaseModel):
         "auto", alias="ACESTEP_DEVICE", description="auto (cuda > mps > cpu), or a torch device string.")
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
         "auto", alias="ACESTEP_DTYPE", description="auto = bfloat16 on CUDA, float32 elsewhere.")
+    vae_dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", alias="ACESTEP_VAE_DTYPE",
+        description="Dtype of the VAE decoder; auto = ACESTEP_DTYPE's, as upstream (float32 for the last bit of "
+                    "fidelity at some speed).")
+    vae_chunk_s: float = Field(
+        30.0, ge=1.0, le=600.0, alias="ACESTEP_VAE_CHUNK_S",
+        description="Longer songs are VAE-decoded in chunks of this many seconds, joined by overlap-add: bounded "
+                    "memory, time linear in the length.")
+    attention_backend: str = Field(
+        "auto", alias="ACESTEP_ATTENTION_BACKEND",
+        description="The DiT's attention kernel (diffusers' attention dispatcher): auto = 'flash' when flash-attn "
+                    "is installed on CUDA (sliding windows natively, no dense mask), else 'native' (PyTorch SDPA); "
+                    "or any diffusers backend name, e.g. '_native_cudnn', '_native_efficient', 'flash'.")
+    compile: Literal["auto", "off", "dit", "all"] = Field(
+        "auto", alias="ACESTEP_COMPILE",
+        description="torch.compile: 'dit' (the DiT blocks), 'all' (and the VAE decoder) or 'off'; auto = 'all' "
+                    "with CUDA, else 'off'.")
+    compile_cache_dir: Path | None = Field(
+        None, alias="ACESTEP_COMPILE_CACHE",
+        description="Folder of compiled-kernel caches (one file per torch version and GPU model); unset = "
+                    "ACESTEP_CHECKPOINT_DIR/compile-cache. Written after the first compile when writable.")
     warmup: bool = Field(
         True, alias="ACESTEP_WARMUP", description="Run one short generation at start-up.")
     max_duration_s: float | None = Field(
@@ -76,8 +97,9 @@ class Settings(BaseModel):
         description="Lifetime of presigned URLs in seconds (S3 allows at most 7 days).")
 
     job_concurrency: int = Field(
-        2, ge=1, le=8, alias="ACESTEP_JOB_CONCURRENCY",
-        description="Jobs a worker takes at once: one generates while the others encode and upload.")
+        4, ge=1, le=16, alias="ACESTEP_JOB_CONCURRENCY",
+        description="Jobs a worker takes at once: one batch generates while the others encode and upload or "
+                    "wait; compatible waiting jobs (same duration, steps, ...) render as one batch.")
 
     # --- set by RunPod on its workers ---
     runpod_post_output_url: str | None = Field(

@@ -1,0 +1,81 @@
+"""The batcher on its own: grouping by key up to the batch size, order, and failures kept to their job."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from inference.batching import Batcher
+
+
+def run(items, render, max_size=4):
+    """Submit ``items`` (key, size, name) while the one worker thread is held busy, then release it."""
+    executor = ThreadPoolExecutor(max_workers=1)
+    busy = threading.Event()
+    executor.submit(busy.wait)
+    batcher = Batcher(executor, render, key=lambda i: i[0], size=lambda i: i[1], max_size=max_size)
+
+    async def main():
+        tasks = [asyncio.ensure_future(batcher.submit(item)) for item in items]
+        await asyncio.sleep(0.05)
+        busy.set()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    try:
+        return asyncio.run(main()), batcher.batches
+    finally:
+        executor.shutdown()
+
+
+def test_waiting_items_with_one_key_share_a_call_up_to_the_size():
+    calls = []
+
+    def render(items):
+        calls.append([name for _, _, name in items])
+        return [f"done {name}" for _, _, name in items]
+
+    items = [("10s", 2, "a"), ("12s", 1, "b"), ("10s", 1, "c"), ("10s", 2, "d"), ("10s", 1, "e")]
+    results, sizes = run(items, render)
+    assert results == [f"done {name}" for _, _, name in items]
+    assert calls == [["a", "c", "e"], ["b"], ["d"]]  # oldest first; d would make 6 songs > 4
+    assert sizes == [3, 1, 1]
+
+
+def test_a_failed_batch_is_retried_job_by_job():
+    def render(items):
+        if len(items) > 1:
+            raise MemoryError("out of memory for the batch")
+        (_, _, name), = items
+        if name == "bad":
+            raise ValueError("bad input")
+        return [name.upper()]
+
+    results, sizes = run([("k", 1, "x"), ("k", 1, "bad"), ("k", 1, "y")], render)
+    assert results[0] == "X" and results[2] == "Y"
+    assert isinstance(results[1], ValueError) and str(results[1]) == "bad input"
+    assert sizes == [3]
+
+
+def test_a_lone_item_is_not_held_back():
+    executor = ThreadPoolExecutor(max_workers=1)
+    batcher = Batcher(executor, lambda items: [i * 2 for i in items], key=lambda i: 0, size=lambda i: 1,
+                      max_size=8)
+    assert asyncio.run(asyncio.wait_for(batcher.submit(21), timeout=5)) == 42
+    executor.shutdown()
+
+
+@pytest.mark.parametrize("size", [1, 3])
+def test_every_item_is_served_exactly_once(size):
+    seen = []
+
+    def render(items):
+        seen.extend(items)
+        return items
+
+    items = [(i % 3, 1, f"item-{i}") for i in range(20)]
+    results, _ = run(items, render, max_size=size)
+    assert results == items
+    assert sorted(seen) == sorted(items)
