@@ -10,13 +10,10 @@ one-line ``{"error": ...}`` without paths or secrets, and the worker goes on ser
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 # RunPod's SDK logs whole jobs (inputs, s3Config credentials, base64 audio) at DEBUG: keep it at INFO
@@ -25,16 +22,14 @@ os.environ.setdefault("RUNPOD_DEBUG_LEVEL", "INFO")
 
 import runpod  # noqa: E402
 
-from inference.batching import Batcher  # noqa: E402
 from inference.errors import AceStepError, CheckpointError, InputError, public_message  # noqa: E402
+from inference.gpu_worker import GpuWorker  # noqa: E402
 from inference.service import GenerationService  # noqa: E402
 from inference.settings import Settings  # noqa: E402
 from inference.storage import secrets_of  # noqa: E402
 
 ACTIONS = ("generate", "models", "format_input")
 PROGRESS_INTERVAL_S = 1.0
-GPU = ThreadPoolExecutor(max_workers=1, thread_name_prefix="acestep-gpu")  # one model, one job on it at a time
-DELIVERY = ThreadPoolExecutor(max_workers=4, thread_name_prefix="acestep-delivery")
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 log = logging.getLogger("acestep.handler")
@@ -46,9 +41,8 @@ try:
 except CheckpointError as err:
     SERVICE, LOAD_ERROR = None, str(err)
     log.error("cannot serve: %s", LOAD_ERROR)
-# compatible jobs waiting for the GPU render as one batch (same duration, steps, ...), up to the tier's batch size
-BATCHER = Batcher(GPU, SERVICE.render_batch, key=SERVICE.batch_key, size=SERVICE.batch_size,
-                  max_size=SERVICE.loaded.limits.max_batch_size) if SERVICE else None
+# one GPU thread (compatible waiting jobs render as one batch), encoding and upload beside it
+WORKER = GpuWorker(SERVICE) if SERVICE else None
 
 
 def _progress_sender(job: dict[str, Any]):
@@ -74,22 +68,16 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
     job_id = str(job.get("id", "local"))
     job_input = job.get("input")
     s3_config = job.get("s3Config") or (job_input.get("s3Config") if isinstance(job_input, dict) else None)
-    loop = asyncio.get_running_loop()
     try:
         if SERVICE is None:
             raise CheckpointError(f"this worker could not load its model: {LOAD_ERROR}")
         action = job_input.get("action", "generate") if isinstance(job_input, dict) else "generate"
         if action == "generate":
-            progress = _progress_sender(job)
-            staged = await loop.run_in_executor(
-                GPU, functools.partial(SERVICE.stage, job_input, job_id, s3_config, progress))
-            rendered = await BATCHER.submit(staged)
-            response = await loop.run_in_executor(DELIVERY, SERVICE.deliver, rendered, progress)
-            return response.model_dump()
+            return (await WORKER.generate(job_input, job_id, s3_config, _progress_sender(job))).model_dump()
         if action == "models":
             return SERVICE.models().model_dump()
         if action == "format_input":
-            return (await loop.run_in_executor(GPU, SERVICE.format_input, job_input)).model_dump()
+            return (await WORKER.on_gpu(SERVICE.format_input, job_input)).model_dump()
         raise InputError(f"action must be one of {', '.join(ACTIONS)} (got {str(action)[:40]!r})")
     except AceStepError as err:
         message = public_message(err, secrets_of(SETTINGS, s3_config))

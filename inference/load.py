@@ -21,7 +21,7 @@ from inference.attention import apply_backend, choose_backend
 from inference.compile import CompileReport, after_warm_up, compile_pipeline
 from inference.errors import CheckpointError
 from inference.manifest import check_manifest
-from inference.hardware import effective_limits, pick_device, pick_dtype, tier_for
+from inference.hardware import allow_tf32, effective_limits, pick_device, pick_dtype, tier_for
 from inference.schema import TASK_TYPES, BASE_MODEL_TASKS, Limits
 from inference.settings import Settings
 from inference.vae_decode import ChunkPlan, chunk_plan_for, decode_latents, fold_weight_norm
@@ -195,6 +195,7 @@ def load_pipeline(settings: Settings) -> LoadedPipeline:
         log.info("%d checkpoint files match the build manifest", checked)
     device = pick_device(settings.device)
     dtype = pick_dtype(settings.dtype, device)
+    allow_tf32(device)
     import diffusers  # noqa: F401  (imported before the clock starts: load_s measures loading, not imports)
 
     _quiet_progress_bars()

@@ -98,8 +98,9 @@ class Settings(BaseModel):
 
     job_concurrency: int = Field(
         4, ge=1, le=16, alias="ACESTEP_JOB_CONCURRENCY",
-        description="Jobs a worker takes at once: one batch generates while the others encode and upload or "
-                    "wait; compatible waiting jobs (same duration, steps, ...) render as one batch.")
+        description="Jobs a worker takes at once (RunPod's concurrency_modifier; the shim's tasks in flight in pod "
+                    "mode): one batch generates while the others encode and upload or wait; compatible waiting "
+                    "jobs (same duration, steps, ...) render as one batch.")
 
     # --- set by RunPod on its workers ---
     runpod_post_output_url: str | None = Field(

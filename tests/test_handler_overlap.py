@@ -21,7 +21,7 @@ import asyncio, json, os, sys, time
 import handler
 
 events = []
-for owner, name in ((handler.BATCHER, "render"), (handler.SERVICE, "deliver")):
+for owner, name in ((handler.WORKER.batcher, "render"), (handler.SERVICE, "deliver")):
     original = getattr(owner, name)
     def wrapped(arg, *args, _original=original, _name=name, **kwargs):
         jobs = [s.job_id for s in arg] if _name == "render" else [arg.job_id]

@@ -251,7 +251,8 @@ def test_a_full_queue_answers_429(checkpoint_dir, tmp_path):
     process, url = start_shim(checkpoint_dir, tmp_path / "out", ACESTEP_QUEUE_MAXSIZE="1")
     try:
         long_song = {**SONG, "duration": 120, "batch_size": 4}
-        answers = [requests.post(f"{url}/release_task", json=long_song, timeout=30) for _ in range(4)]
+        # ACESTEP_JOB_CONCURRENCY (4) tasks are in flight, one more may wait, the next is refused
+        answers = [requests.post(f"{url}/release_task", json=long_song, timeout=30) for _ in range(8)]
         codes = [a.status_code for a in answers]
         assert codes.count(200) >= 1 and 429 in codes, codes
         refused = answers[codes.index(429)]
@@ -305,3 +306,16 @@ def test_tasks_survive_a_restart(checkpoint_dir, tmp_path):
     finally:
         stop(process)
 
+
+
+def test_compatible_tasks_waiting_for_the_gpu_render_as_one_batch(shim):
+    url, output = shim
+    busy = submit(url, {**SONG, "duration": 40, "batch_size": 2})  # holds the GPU thread for a while
+    same = [submit(url, {**SONG, "duration": 12, "batch_size": 1, "seed": seed}) for seed in (1, 2, 3)]
+    items = [wait_for_task(url, task_id) for task_id in [busy, *same]]
+    assert all(item["status"] == 1 for item in items)
+    for item in items[1:]:
+        [song] = json.loads(item["result"])
+        assert decode(requests.get(url + song["file"], timeout=30).content)[0].shape[0] == 12 * 48_000
+    [log] = output.parent.glob("shim-*.log")
+    assert "rendered 3 jobs in one batch" in log.read_text()

@@ -1,16 +1,17 @@
-"""Pod mode: the worker's own inference code in this process, behind a bounded queue and one GPU thread.
+"""Pod mode: the worker's own inference code in this process, behind a bounded queue.
 
-Generation runs on a dedicated thread, never on the event loop, so ``/health`` and ``/query_result`` stay
-fast while a song is being made. The model loads on that thread too: ``/health`` says ``starting`` (503)
-until a job can really be served. Tasks still queued or running when the process stops are marked failed
-at the next start (their callers are told to submit again); finished ones are read back from the store.
+Jobs run as on a RunPod worker (``inference.gpu_worker``): ``ACESTEP_JOB_CONCURRENCY`` tasks in flight, taken
+in order; generation on one GPU thread, never on the event loop, so ``/health`` and ``/query_result`` stay
+fast while a song is being made; compatible waiting tasks rendered as one batch; encoding and writing beside
+the next generation. The model loads on its own thread: ``/health`` says ``starting`` (503) until a job can
+really be served. Tasks still queued or running when the process stops are marked failed at the next start
+(their callers are told to submit again); finished ones are read back from the store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import threading
 import time
 from typing import Any
@@ -25,7 +26,6 @@ from inference.settings import Settings
 from inference.storage import LocalTarget, secrets_of
 
 log = logging.getLogger("acestep.shim.local")
-_STOP = object()
 
 
 class LocalBackend:
@@ -38,12 +38,14 @@ class LocalBackend:
         self.store = store
         self._service_factory = service_factory or GenerationService.start
         self.service = None
+        self.worker = None  # inference.gpu_worker.GpuWorker, once the model is loaded
         self.load_error: str | None = None
-        self._queue: queue.Queue = queue.Queue(maxsize=settings.queue_maxsize)
         self._live: dict[str, Task] = {}  # queued or running, by id
         self._waiting: list[str] = []  # queued ids in order
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._work, name="acestep-gpu", daemon=True)
+        self._slots: asyncio.Semaphore | None = None  # tasks in flight; waiters are woken in order
+        self._running: set[asyncio.Task] = set()
+        self._thread = threading.Thread(target=self._load, name="acestep-load", daemon=True)
         self._target = LocalTarget(settings.shim_output_dir)
 
     # --- lifecycle ---
@@ -51,48 +53,44 @@ class LocalBackend:
         for task in self.store.unfinished():  # left behind by a previous process
             task.fail("the server restarted before this task finished; submit it again")
             self.store.save(task)
+        self._slots = asyncio.Semaphore(self.settings.job_concurrency)
         self._thread.start()
 
     async def stop(self) -> None:
-        try:
-            self._queue.put_nowait(_STOP)
-        except queue.Full:
-            pass
+        for running in list(self._running):  # their tasks are marked failed at the next start
+            running.cancel()
 
-    def _load(self) -> bool:
+    def _load(self) -> None:
+        from inference.gpu_worker import GpuWorker
+
         try:
-            self.service = self._service_factory(self.settings)
-            return True
+            service = self._service_factory(self.settings)
+            self.worker = GpuWorker(service)
+            self.service = service
+            return
         except CheckpointError as err:
             self.load_error = str(err)
         except Exception as err:  # a broken install must show on /health, not kill the server
             log.exception("loading failed")
             self.load_error = public_message(err, secrets_of(self.settings))
         log.error("cannot serve: %s", self.load_error)
-        return False
 
-    def _work(self) -> None:
-        if not self._load():
-            return
-        while True:
-            entry = self._queue.get()
-            if entry is _STOP:
-                return
-            task, request = entry
+    async def _run(self, task: Task, request: GenerateRequest) -> None:
+        async with self._slots:
             with self._lock:
                 if task.task_id in self._waiting:
                     self._waiting.remove(task.task_id)
-            self._run(task, request)
+            await self._generate(task, request)
 
-    def _run(self, task: Task, request: GenerateRequest) -> None:
+    async def _generate(self, task: Task, request: GenerateRequest) -> None:
         task.stage, task.started = "running", time.time()
-        self.store.save(task)
+        await asyncio.to_thread(self.store.save, task)
 
         def progress(fraction: float, stage: str) -> None:
             task.progress, task.stage = fraction, stage
 
         try:
-            output = self.service.generate(request, task.task_id, progress=progress, target=self._target)
+            output = await self.worker.generate(request, task.task_id, progress=progress, target=self._target)
             data = output.model_dump()
             task.succeed(success_items(task, data, [a["path"] for a in data["audios"]]))
         except AceStepError as err:
@@ -100,7 +98,7 @@ class LocalBackend:
         except Exception as err:  # the server must survive anything a job does
             log.exception("task %s failed unexpectedly", task.task_id)
             task.fail(public_message(err, secrets_of(self.settings)))
-        self.store.save(task)
+        await asyncio.to_thread(self.store.save, task)
         with self._lock:
             self._live.pop(task.task_id, None)
         log.info("task %s %s in %.2f s", task.task_id, task.stage, task.finished - task.started)
@@ -128,15 +126,16 @@ class LocalBackend:
             raise ApiError(400, str(err)) from None
         task = Task.new(request.prompt, request.lyrics)
         with self._lock:
-            try:
-                self._queue.put_nowait((task, request))
-            except queue.Full:
+            if len(self._waiting) >= self.settings.queue_maxsize:
                 raise ApiError(429, f"the queue is full ({self.settings.queue_maxsize} tasks waiting); retry later",
-                               headers={"Retry-After": "10"}) from None
+                               headers={"Retry-After": "10"})
             self._live[task.task_id] = task
             self._waiting.append(task.task_id)
             task.queue_position = len(self._waiting)
         self.store.save(task)
+        running = asyncio.create_task(self._run(task, request))
+        self._running.add(running)
+        running.add_done_callback(self._running.discard)
         return ReleaseTaskData(task_id=task.task_id, queue_position=task.queue_position, warnings=request.warnings)
 
     async def query(self, task_ids: list[str]) -> list[QueryResultItem]:
@@ -163,7 +162,7 @@ class LocalBackend:
         if format_input is None:
             raise ApiError(501, "format_input needs the 5 Hz LM, which this server has not loaded (ACESTEP_LM_MODEL)")
         try:
-            return await asyncio.to_thread(format_input, request)
+            return await self.worker.on_gpu(format_input, request)
         except AceStepError as err:
             raise ApiError(400 if isinstance(err, InputError) else 501 if isinstance(err, UnsupportedError) else 500,
                            public_message(err, secrets_of(self.settings))) from None

@@ -1,0 +1,44 @@
+"""One model on one accelerator, many jobs in flight: the GPU thread, the delivery threads and the batcher.
+
+Shared by the RunPod handler and the HTTP shim's pod mode. A job is staged (validated, planned by the LM) and
+rendered (DiT and VAE) on the one GPU thread, so two generations never run at once; compatible jobs waiting
+for it render as one batch (``inference.batching``); encoding and upload run on delivery threads, so the GPU
+renders the next batch meanwhile. Callers bound how many jobs they keep in flight (RunPod's
+``concurrency_modifier``, the shim's slots).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from inference.batching import Batcher
+from inference.run import ProgressFn
+from inference.schema import GenerateResponse
+from inference.service import GenerationService, Rendered, Staged
+from inference.storage import Target
+
+DELIVERY_THREADS = 4
+
+
+class GpuWorker:
+    def __init__(self, service: GenerationService):
+        self.service = service
+        self.gpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="acestep-gpu")
+        self.delivery = ThreadPoolExecutor(max_workers=DELIVERY_THREADS, thread_name_prefix="acestep-delivery")
+        self.batcher: Batcher[Staged, Rendered] = Batcher(
+            self.gpu, service.render_batch, key=service.batch_key, size=service.batch_size,
+            max_size=service.loaded.limits.max_batch_size)
+
+    async def on_gpu(self, fn, *args, **kwargs):
+        """Run ``fn`` on the GPU thread, in turn with generations (the LM's format_input, for one)."""
+        return await asyncio.get_running_loop().run_in_executor(self.gpu, functools.partial(fn, *args, **kwargs))
+
+    async def generate(self, job_input: Any, job_id: str, s3_config: Any = None, progress: ProgressFn | None = None,
+                       target: Target | None = None) -> GenerateResponse:
+        staged = await self.on_gpu(self.service.stage, job_input, job_id, s3_config, progress, target)
+        rendered = await self.batcher.submit(staged)
+        return await asyncio.get_running_loop().run_in_executor(
+            self.delivery, self.service.deliver, rendered, progress)
