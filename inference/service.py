@@ -111,15 +111,11 @@ class GenerationService:
 
     def generate(self, job_input: Any, job_id: str, s3_config: Any = None,
                  progress: run.ProgressFn | None = None, target: Target | None = None) -> GenerateResponse:
-        """One job end to end. ``job_input`` is a raw input or an already validated request; ``target``
+        """One job end to end, synchronously (``GpuWorker`` runs the same steps with batching and overlap).
+        ``job_input`` is a raw input or an already validated request; ``target``
         overrides where the audio goes (the shim's pod mode always writes to its output folder)."""
-        return self.deliver(self.render(job_input, job_id, s3_config, progress, target), progress)
-
-    def render(self, job_input: Any, job_id: str, s3_config: Any = None, progress: run.ProgressFn | None = None,
-               target: Target | None = None) -> Rendered:
-        """The accelerator's part of one job: ``stage`` then ``render_batch`` of just this job."""
         [rendered] = self.render_batch([self.stage(job_input, job_id, s3_config, progress, target)])
-        return rendered
+        return self.deliver(rendered, progress)
 
     def stage(self, job_input: Any, job_id: str, s3_config: Any = None, progress: run.ProgressFn | None = None,
               target: Target | None = None) -> Staged:
