@@ -31,6 +31,12 @@ COPY client ./client
 COPY builder ./builder
 COPY handler.py generate_music.py test_input.json ./
 RUN pip install -c constraints.txt .
+# optional: flash-attn for the DiT's sliding-window attention (ACESTEP_ATTENTION_BACKEND=auto then picks it);
+# e.g. --build-arg FLASH_ATTN="flash-attn==2.8.3". Off by default: a wheel must exist for this torch and CUDA
+ARG FLASH_ATTN=""
+# the version is pinned in the build argument itself
+# hadolint ignore=DL3013
+RUN if [ -n "${FLASH_ATTN}" ]; then pip install --no-build-isolation "${FLASH_ATTN}"; fi
 
 # --- build stage: fetch (HF_TOKEN as a build secret, never in a layer), convert, verify ---
 FROM base AS checkpoints
