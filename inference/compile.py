@@ -9,7 +9,9 @@ get one graph each, both made during the warm-up.
 The compiled kernels are kept with ``torch.compiler.save_cache_artifacts`` in one file
 (``ACESTEP_COMPILE_CACHE``, by default next to the checkpoints, named by torch version and device so a
 mismatched file is never used): with that file in the image a cold start loads kernels instead of compiling
-them. ``python -m builder.bake_compile_cache`` writes it on a machine with the target GPU.
+them. ``python -m builder.bake_compile_cache`` writes it on a machine with the target GPU. With
+``ACESTEP_COMPILE=auto`` a worker compiles only when that file is there, so a cold start never pays for a
+compile from scratch; ``all`` or ``dit`` compile regardless (and write the file when the folder is writable).
 """
 
 from __future__ import annotations
@@ -37,9 +39,11 @@ class CompileReport:
 
 
 def compile_scope(settings: Settings, device: torch.device) -> str:
-    """'off', 'dit' (the DiT blocks) or 'all' (and the VAE decoder); auto = 'all' with CUDA, else 'off'."""
+    """'off', 'dit' (the DiT blocks) or 'all' (and the VAE decoder). auto = 'all' on CUDA when this GPU's kernel
+    cache is there (a cold start of seconds), else 'off': compiling from scratch costs every new worker minutes
+    before its first job, which a serverless endpoint pays on each scale-up."""
     if settings.compile == "auto":
-        return "all" if device.type == "cuda" else "off"
+        return "all" if device.type == "cuda" and cache_file_for(settings, device).is_file() else "off"
     return settings.compile
 
 

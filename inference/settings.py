@@ -58,7 +58,7 @@ class Settings(BaseModel):
     compile: Literal["auto", "off", "dit", "all"] = Field(
         "auto", alias="ACESTEP_COMPILE",
         description="torch.compile: 'dit' (the DiT blocks), 'all' (and the VAE decoder) or 'off'; auto = 'all' "
-                    "with CUDA, else 'off'.")
+                    "on CUDA when this GPU's kernel cache is in ACESTEP_COMPILE_CACHE, else 'off'.")
     compile_cache_dir: Path | None = Field(
         None, alias="ACESTEP_COMPILE_CACHE",
         description="Folder of compiled-kernel caches (one file per torch version and GPU model); unset = "
