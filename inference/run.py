@@ -23,8 +23,9 @@ from inference.schema import DEFAULT_DURATION_S, GenerateRequest, Metas
 from inference.seeds import generators_for, resolve_seeds
 from inference.vae_decode import decode_latents, normalise_levels
 
-# progress(fraction 0..1, stage)
+# progress(fraction 0..1, stage): the DiT's steps take the job to 0.9, the VAE decode and delivery the rest
 ProgressFn = Callable[[float, str], None]
+DIT_SHARE = 0.9
 INSTRUMENTAL_LYRICS_FOR_DIT = "[Instrumental]"
 RANDOM_WEIGHTS_WARNING = "this worker's checkpoint has random weights (demo): the audio is noise"
 
@@ -110,7 +111,7 @@ def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
 
     def on_step_end(pipe, step_index, timestep, callback_kwargs):
         if progress is not None:
-            progress((step_index + 1) / steps, "generating")
+            progress(DIT_SHARE * (step_index + 1) / steps, "generating")
         return callback_kwargs
 
     started = time.perf_counter()
@@ -130,7 +131,7 @@ def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
                 audio_codes=song_codes, instruction=None,
                 callback_on_step_end=on_step_end, output_type="latent")
             if progress is not None:
-                progress(1.0, "decoding")
+                progress(DIT_SHARE, "decoding")
             audio = normalise_levels(decode_latents(loaded.pipe.vae, output.audios, loaded.vae_plan))
             audio = audio.cpu().numpy()
     except torch.OutOfMemoryError:
@@ -161,7 +162,7 @@ def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
                         timesignature=r.time_signature, vocal_language=r.vocal_language),
             warnings=plan.warnings, generate_s=generate_s))
     if progress is not None:
-        progress(1.0, "generated")
+        progress(0.95, "generated")
     return results
 
 

@@ -164,14 +164,14 @@ class GenerationService:
         request, target, generation = rendered.request, rendered.target, rendered.generation
         encode_started = time.perf_counter()
         if progress:
-            progress(1.0, "encoding")
+            progress(0.95, "encoding")
         encoded = encode_all([song.samples for song in generation.songs], self.loaded.sample_rate,
                              request.audio_format, request.mp3_bitrate)
         encode_s = time.perf_counter() - encode_started
 
         upload_started = time.perf_counter()
         if progress:
-            progress(1.0, "uploading" if target.kind == "s3" else "delivering")
+            progress(0.98, "uploading" if target.kind == "s3" else "delivering")
         delivered = target.deliver(encoded, rendered.job_id)
         upload_s = time.perf_counter() - upload_started
 
