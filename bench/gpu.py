@@ -113,10 +113,7 @@ def call(pipe, batch: int, duration: float, steps: int, plan=None):
     """What the worker does per batch: the pipeline to latents, then its own chunked VAE decode and levels."""
     from inference.vae_decode import ChunkPlan, decode_latents, normalise_levels
 
-    latents = pipe(prompt=["bench: bright synth-pop"] * batch, lyrics=["[Verse]\nla la la"] * batch,
-                   vocal_language=["en"] * batch, audio_duration=duration, num_inference_steps=steps,
-                   guidance_scale=1.0, generator=[torch.Generator().manual_seed(i) for i in range(batch)],
-                   output_type="latent").audios
+    latents = latents_only(pipe, batch, duration, steps)
     return normalise_levels(decode_latents(pipe.vae, latents, plan or ChunkPlan()))
 
 

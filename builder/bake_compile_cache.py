@@ -16,8 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -30,7 +28,6 @@ def main(argv: list[str] | None = None) -> int:
     from inference.compile import cache_file_for, save_cache
     from inference.load import load_pipeline, warm_up
     from inference.settings import Settings
-    from inference.vae_decode import decode_latents
 
     environ = dict(os.environ)
     environ.setdefault("ACESTEP_COMPILE", "all")
@@ -44,14 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     if not loaded.report.compiled.enabled:
         print("ACESTEP_COMPILE is off: nothing to bake", file=sys.stderr)
         return 2
-    warm_up(loaded)
-    with torch.inference_mode():
-        for duration in (float(d) for d in args.durations.split(",") if d.strip()):
-            for batch in (1, 2):
-                latents = loaded.pipe(prompt=["bake"] * batch, lyrics=["[inst]"] * batch,
-                                      audio_duration=min(duration, loaded.limits.max_duration_s),
-                                      num_inference_steps=2, guidance_scale=1.0, output_type="latent").audios
-                decode_latents(loaded.pipe.vae, latents, loaded.vae_plan)
+    warm_up(loaded, durations=(10.0, *(float(d) for d in args.durations.split(",") if d.strip())))
     path = cache_file_for(settings, loaded.device)
     if not save_cache(path):
         print(f"could not write {path}", file=sys.stderr)

@@ -41,7 +41,6 @@ class Batcher(Generic[Item, Result]):
         self.max_size = max_size
         self._waiting: list[_Waiting[Item]] = []
         self._lock = threading.Lock()
-        self.batches: list[int] = []  # jobs per accelerator call, newest last (kept short)
 
     async def submit(self, item: Item) -> Result:
         """Render ``item``, batched with whatever compatible work is waiting when the accelerator frees up."""
@@ -72,7 +71,6 @@ class Batcher(Generic[Item, Result]):
         group = self._take_group()
         if not group:
             return
-        self.batches = (self.batches + [len(group)])[-100:]
         try:
             results = self.render([w.item for w in group])
         except Exception as err:  # noqa: BLE001 - reported to the job(s) that asked

@@ -47,10 +47,6 @@ def compile_scope(settings: Settings, device: torch.device) -> str:
     return settings.compile
 
 
-def compile_enabled(settings: Settings, device: torch.device) -> bool:
-    return compile_scope(settings, device) != "off"
-
-
 def device_tag(device: torch.device) -> str:
     """What a compile cache depends on: torch's version and the device (GPU model), safe as a file name."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
@@ -93,14 +89,15 @@ def save_cache(path: Path) -> bool:
 
 def compile_pipeline(pipe, settings: Settings, device: torch.device) -> CompileReport:
     """Compile the DiT's blocks and the VAE decoder in place (lazily: kernels are made on the first calls)."""
-    if not compile_enabled(settings, device):
+    scope = compile_scope(settings, device)
+    if scope == "off":
         return CompileReport(enabled=False)
     path = cache_file_for(settings, device)
     report = CompileReport(enabled=True, cache_file=path, cache_loaded=load_cache(path))
     for block in pipe.transformer.layers:
         block.compile(dynamic=True)
         report.regions += 1
-    if compile_scope(settings, device) == "all":
+    if scope == "all":
         pipe.vae.decoder.compile(dynamic=True)
         report.regions += 1
     return report

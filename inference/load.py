@@ -169,14 +169,15 @@ def _from_pretrained(path: Path, dtype: torch.dtype):
     return pipe
 
 
-def warm_up(loaded: LoadedPipeline) -> float:
-    """Short generations so the first job does not pay for lazy initialisation; with torch.compile, one at
-    batch 1 and one at batch 2, as each gets its own graph."""
+def warm_up(loaded: LoadedPipeline, durations: tuple[float, ...] = (10.0,)) -> float:
+    """Short generations so the first job does not pay for lazy initialisation; with torch.compile, each
+    duration at batch 1 and at batch 2, as each batch gets its own graph."""
     started = time.perf_counter()
     batches = (1, 2) if loaded.report.compiled.enabled else (1,)
     with torch.inference_mode():
-        for batch in batches:
-            latents = loaded.pipe(prompt=["warm-up"] * batch, lyrics=["[inst]"] * batch, audio_duration=10.0,
+        for duration, batch in ((d, b) for d in durations for b in batches):
+            latents = loaded.pipe(prompt=["warm-up"] * batch, lyrics=["[inst]"] * batch,
+                                  audio_duration=min(duration, loaded.limits.max_duration_s),
                                   num_inference_steps=2, guidance_scale=1.0, output_type="latent",
                                   generator=[torch.Generator(device="cpu").manual_seed(i) for i in range(batch)]
                                   ).audios

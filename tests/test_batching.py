@@ -12,11 +12,18 @@ from inference.batching import Batcher
 
 
 def run(items, render, max_size=4):
-    """Submit ``items`` (key, size, name) while the one worker thread is held busy, then release it."""
+    """Submit ``items`` (key, size, name) while the one worker thread is held busy, then release it; returns
+    the results and how many items each call of ``render`` was given."""
+    sizes = []
+
+    def counted(group):
+        sizes.append(len(group))
+        return render(group)
+
     executor = ThreadPoolExecutor(max_workers=1)
     busy = threading.Event()
     executor.submit(busy.wait)
-    batcher = Batcher(executor, render, key=lambda i: i[0], size=lambda i: i[1], max_size=max_size)
+    batcher = Batcher(executor, counted, key=lambda i: i[0], size=lambda i: i[1], max_size=max_size)
 
     async def main():
         tasks = [asyncio.ensure_future(batcher.submit(item)) for item in items]
@@ -25,7 +32,7 @@ def run(items, render, max_size=4):
         return await asyncio.gather(*tasks, return_exceptions=True)
 
     try:
-        return asyncio.run(main()), batcher.batches
+        return asyncio.run(main()), sizes
     finally:
         executor.shutdown()
 
@@ -56,7 +63,7 @@ def test_a_failed_batch_is_retried_job_by_job():
     results, sizes = run([("k", 1, "x"), ("k", 1, "bad"), ("k", 1, "y")], render)
     assert results[0] == "X" and results[2] == "Y"
     assert isinstance(results[1], ValueError) and str(results[1]) == "bad input"
-    assert sizes == [3]
+    assert sizes == [3, 1, 1, 1]  # the batch, then each job alone
 
 
 def test_a_lone_item_is_not_held_back():

@@ -37,7 +37,6 @@ class LocalBackend:
         self.settings = settings
         self.store = store
         self._service_factory = service_factory or GenerationService.start
-        self.service = None
         self.worker = None  # inference.gpu_worker.GpuWorker, once the model is loaded
         self.load_error: str | None = None
         self._live: dict[str, Task] = {}  # queued or running, by id
@@ -64,9 +63,7 @@ class LocalBackend:
         from inference.gpu_worker import GpuWorker
 
         try:
-            service = self._service_factory(self.settings)
-            self.worker = GpuWorker(service)
-            self.service = service
+            self.worker = GpuWorker(self._service_factory(self.settings))
             return
         except CheckpointError as err:
             self.load_error = str(err)
@@ -102,6 +99,11 @@ class LocalBackend:
         with self._lock:
             self._live.pop(task.task_id, None)
         log.info("task %s %s in %.2f s", task.task_id, task.stage, task.finished - task.started)
+
+    @property
+    def service(self):
+        """The loaded ``GenerationService``, or None while loading or after a failed load."""
+        return self.worker.service if self.worker else None
 
     # --- the API ---
     def _require_ready(self):
