@@ -1,11 +1,28 @@
 # syntax=docker/dockerfile:1.7
-# acestep-worker: one image for both modes (MODE=serverless runs handler.py, MODE=pod the HTTP API on 8000),
-# checkpoints fetched, converted and verified at build time.
-#   DOCKER_BUILDKIT=1 docker build --secret id=hf_token,env=HF_TOKEN \
-#       --build-arg DIT_MODEL=acestep-v15-turbo --build-arg LM_MODEL=acestep-5Hz-lm-1.7B -t acestep-worker .
-ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04
+# acestep-worker: one image, two modes (MODE=serverless: the RunPod worker; MODE=pod: the ACE-Step HTTP API
+# on 8000), checkpoints fetched, converted and verified at build time. README "Building and deploying the image".
+#
+#   docker build --secret id=hf_token,env=HF_TOKEN -t acestep-worker .                  # weights from Hugging Face
+#   docker build --build-arg CHECKPOINTS=context --build-arg CHECKPOINTS_DIR=my-ckpts -t acestep-worker .
+#
+# Frontend features used here and the first dockerfile frontend with each (BuildKit's release notes,
+# https://docs.docker.com/build/buildkit/dockerfile-release-notes/); tests/test_image_files.py fails when a
+# feature newer than the syntax line above, or one missing from this table, is used:
+#   ARG before FROM, ARG in FROM, FROM ... AS, COPY --from    classic (no frontend version)
+#   RUN --mount=type=secret (the file form, /run/secrets/<id>)  1.2
+# Not used on purpose: the secret mount's env= option (1.10; buildah/podman refuse it) and COPY --link (1.4;
+# buildah 1.28 refuses it).
 
-FROM ${CUDA_IMAGE} AS base
+# The CUDA runtime (libcudart and the driver hooks) without NVIDIA's math libraries: torch's wheels bring their
+# own cuBLAS, cuDNN, NCCL, ..., so the -runtime-/-cudnn- tags would carry every one of them twice (about 3 GB).
+# Ubuntu 24.04's Python is 3.12.3, a final release (22.04's python3.11 package is 3.11.0~rc1).
+ARG BASE_IMAGE=nvidia/cuda:12.8.1-base-ubuntu24.04
+# where the checkpoints come from: "huggingface" (download), or "context" (the folder CHECKPOINTS_DIR of the
+# build context, in the original ACE-Step 1.5 layout or the diffusers layout, as builder/fetch_checkpoints writes)
+ARG CHECKPOINTS=huggingface
+
+# --- the interpreter: a distribution Python in a virtual environment ----------------------------------------
+FROM ${BASE_IMAGE} AS base
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -14,23 +31,25 @@ ENV DEBIAN_FRONTEND=noninteractive \
 # gcc and the Python headers: torch.compile's Triton builds its small launcher module at run time
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3.11 python3.11-venv python3.11-dev gcc libc6-dev \
-        ca-certificates \
+    && apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc libc6-dev ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && python3.11 -m venv /opt/venv
+    && python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /app
-# torch's CUDA build first, pinned; then the project with every dependency pinned by constraints.txt
+
+# --- dependencies only: pyproject.toml and constraints.txt, never the code, so a .py edit keeps this layer ---
+FROM base AS deps
+# torch first, pinned: its CUDA build from TORCH_INDEX_URL, or wheels from a folder (TORCH_WHEELS, e.g. a
+# CPU build mounted at build time); its own dependencies come from the package index either way
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
-RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
-COPY constraints.txt pyproject.toml README.md ./
-COPY inference ./inference
-COPY api_shim ./api_shim
-COPY client ./client
-COPY builder ./builder
-COPY handler.py generate_music.py test_input.json ./
-RUN pip install -c constraints.txt .
+ARG TORCH_WHEELS=""
+RUN if [ -n "${TORCH_WHEELS}" ]; then pip install --find-links "${TORCH_WHEELS}" "torch==${TORCH_VERSION}"; \
+    else pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"; fi
+COPY pyproject.toml constraints.txt docker/requirements.py /tmp/deps/
+RUN python /tmp/deps/requirements.py /tmp/deps/pyproject.toml > /tmp/deps/requirements.txt \
+    && pip install -c /tmp/deps/constraints.txt -r /tmp/deps/requirements.txt \
+    && rm -rf /tmp/deps
 # optional: flash-attn for the DiT's sliding-window attention (ACESTEP_ATTENTION_BACKEND=auto then picks it);
 # e.g. --build-arg FLASH_ATTN="flash-attn==2.8.3". Off by default: a wheel must exist for this torch and CUDA
 ARG FLASH_ATTN=""
@@ -38,25 +57,59 @@ ARG FLASH_ATTN=""
 # hadolint ignore=DL3013
 RUN if [ -n "${FLASH_ATTN}" ]; then pip install --no-build-isolation "${FLASH_ATTN}"; fi
 
-# --- build stage: fetch (HF_TOKEN as a build secret, never in a layer), convert, verify ---
-FROM base AS checkpoints
+# --- checkpoint sources: one of these two stages is built, by CHECKPOINTS --------------------------------------
+FROM deps AS checkpoints-huggingface
 ARG DIT_MODEL=acestep-v15-turbo
 ARG LM_MODEL=acestep-5Hz-lm-1.7B
-RUN --mount=type=secret,id=hf_token,env=HF_TOKEN \
-    python -m builder.fetch_checkpoints --dest /build/src --dit "${DIT_MODEL}" --lm "${LM_MODEL}"
-RUN python -m builder.convert --source /build/src --dit "${DIT_MODEL}" --lm "${LM_MODEL}" --out /app/checkpoints \
-    && python -m builder.verify "/app/checkpoints/${DIT_MODEL}" --dtype bfloat16 --lm "${LM_MODEL}" \
-    && rm -rf /build/src
+# only the fetcher: no other code change invalidates the ~10 GB download
+COPY builder/__init__.py builder/layout.py builder/fetch_checkpoints.py /app/builder/
+# the token is a build secret read from its file, never in a layer, an ARG or the image's history
+RUN --mount=type=secret,id=hf_token \
+    python -m builder.fetch_checkpoints --dest /build/src --dit "${DIT_MODEL}" --lm "${LM_MODEL}" \
+        --token-file /run/secrets/hf_token
 
-# --- the image: code, verified checkpoints, offline at run time ---
-FROM base AS runtime
+FROM deps AS checkpoints-context
 ARG DIT_MODEL=acestep-v15-turbo
 ARG LM_MODEL=acestep-5Hz-lm-1.7B
-COPY --from=checkpoints /app/checkpoints /app/checkpoints
+ARG CHECKPOINTS_DIR=checkpoints-src
+COPY builder/__init__.py builder/layout.py builder/fetch_checkpoints.py /app/builder/
+COPY ${CHECKPOINTS_DIR} /build/src
+# the fetcher's completeness check in place: a missing file stops the build with its name
+RUN python -m builder.fetch_checkpoints --dest /build/src --dit "${DIT_MODEL}" --lm "${LM_MODEL}" --check
+
+# --- conversion: depends on the weights and builder/ alone --------------------------------------------------------
+# one of the two stages above, not an image to tag
+# hadolint ignore=DL3006
+FROM checkpoints-${CHECKPOINTS} AS converted
+ARG DIT_MODEL=acestep-v15-turbo
+ARG LM_MODEL=acestep-5Hz-lm-1.7B
+COPY builder /app/builder
+RUN python -m builder.convert --source /build/src --dit "${DIT_MODEL}" --lm "${LM_MODEL}" --out /app/checkpoints
+
+# --- verification with the worker's own loader: its manifests are all the image takes from this stage ----------
+FROM converted AS verified
+ARG DIT_MODEL=acestep-v15-turbo
+ARG LM_MODEL=acestep-5Hz-lm-1.7B
+COPY inference /app/inference
+RUN python -m builder.verify "/app/checkpoints/${DIT_MODEL}" --dtype bfloat16 --lm "${LM_MODEL}" \
+        --manifests /build/manifests
+
+# --- the image: dependencies, verified checkpoints, then the code (the only layers a .py edit rebuilds) ----------
+FROM deps AS runtime
+ARG DIT_MODEL=acestep-v15-turbo
+ARG LM_MODEL=acestep-5Hz-lm-1.7B
+COPY --from=converted /app/checkpoints /app/checkpoints
+COPY --from=verified /build/manifests/ /app/checkpoints/
 # compiled-kernel caches made with builder/bake_compile_cache.py on the target GPU (see compile-cache/README.md)
 COPY compile-cache/ /app/checkpoints/compile-cache/
 COPY docker/entrypoint.sh /app/docker/entrypoint.sh
-ENV HF_HUB_OFFLINE=1 \
+COPY inference /app/inference
+COPY api_shim /app/api_shim
+COPY client /app/client
+COPY builder /app/builder
+COPY handler.py generate_music.py test_input.json /app/
+ENV PYTHONPATH=/app \
+    HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
     ACESTEP_CHECKPOINT_DIR=/app/checkpoints \
     ACESTEP_DIT_MODEL=${DIT_MODEL} \

@@ -8,7 +8,7 @@ ACESTEP_CHECKPOINT_DIR ?= $(CURDIR)/checkpoints
 ACESTEP_DIT_MODEL ?= acestep-v15-turbo
 OUTPUT_DIR ?= $(CURDIR)/outputs
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench image image-smoke clean
 
 install: $(VENV)/.installed
 
@@ -29,7 +29,7 @@ demo: install
 	@echo "songs written to $(OUTPUT_DIR)"
 
 test: install
-	$(PY) -m ruff check inference api_shim client builder handler.py generate_music.py bench tests
+	$(PY) -m ruff check inference api_shim client builder docker handler.py generate_music.py bench tests
 	$(PY) -m pytest -q
 
 bench: install
@@ -38,5 +38,24 @@ bench: install
 	$(PY) bench/lm.py
 	$(PY) bench/gpu.py
 
+# The image with docker or podman, whichever is here; IMAGE and IMAGE_ARGS (e.g. --build-arg LM_MODEL=none)
+# pass through. The Hugging Face token, when HF_TOKEN is set, goes in as the build secret hf_token.
+IMAGE ?= acestep-worker:latest
+IMAGE_ARGS ?=
+image:
+	@set -e; tool=$$(command -v docker || command -v podman || true); \
+	if [ -z "$$tool" ]; then echo "make image: neither docker nor podman is installed" >&2; exit 1; fi; \
+	secret=""; if [ -n "$${HF_TOKEN:-}" ]; then \
+		secret_file=$$(mktemp); trap 'rm -f "$$secret_file"' EXIT; printf %s "$$HF_TOKEN" > "$$secret_file"; \
+		secret="--secret id=hf_token,src=$$secret_file"; fi; \
+	echo "$$tool build $(IMAGE_ARGS) -t $(IMAGE) ."; \
+	$$tool build $$secret $(IMAGE_ARGS) -t $(IMAGE) .
+
+# The CI build, with no docker daemon and no container runtime: podman build (chroot isolation) of the real
+# Dockerfile on a local Debian base, a tiny original-layout checkpoint as the checkpoint source, then the
+# image's own entrypoint from its filesystem in both modes (docker/image_smoke.py). Needs root.
+image-smoke: install
+	$(PY) docker/image_smoke.py
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .image-smoke

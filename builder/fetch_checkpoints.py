@@ -1,12 +1,14 @@
 """Fetch the checkpoints into one root folder in the original ACE-Step 1.5 layout (or a diffusers folder as is).
 
     python -m builder.fetch_checkpoints --dest DIR [--dit acestep-v15-turbo] [--lm acestep-5Hz-lm-1.7B|none]
-                                        [--source LOCAL_DIR]
+                                        [--source LOCAL_DIR] [--token-file FILE] [--check]
 
-From Hugging Face (``huggingface_hub``; ``HF_TOKEN`` when set; only the files needed; interrupted downloads
+From Hugging Face (``huggingface_hub``; the token from ``HF_TOKEN``, else from ``--token-file`` when that file
+exists, as a build secret is mounted at ``/run/secrets/hf_token``; only the files needed; interrupted downloads
 resume), or with ``--source`` from a local folder of the same layout, for offline builds and tests: files
 already complete are skipped, a partial copy (``.part``) resumes where it stopped, and a missing file is a
-clear error naming it. Every component is checked complete at the end.
+clear error naming it. Every component is checked complete at the end; ``--check`` does only that, in place
+(the image build's check of a checkpoint folder taken from the build context).
 """
 
 from __future__ import annotations
@@ -76,16 +78,33 @@ def fetch_hub(dest: Path, component: Component, token: str | None) -> None:
         os.replace(dest / component.subfolder, dest / component.folder)
 
 
+def read_token(token_file: Path | None) -> str | None:
+    """HF_TOKEN, else the token file's first line (absent file = anonymous)."""
+    if os.environ.get("HF_TOKEN"):
+        return os.environ["HF_TOKEN"]
+    if token_file is not None and token_file.is_file():
+        return token_file.read_text().strip() or None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dest", type=Path, required=True, help="root folder to fill")
     parser.add_argument("--dit", default="acestep-v15-turbo", help="DiT checkpoint (default acestep-v15-turbo)")
     parser.add_argument("--lm", default="acestep-5Hz-lm-1.7B", help="5 Hz LM, or 'none'")
     parser.add_argument("--source", type=Path, help="copy from this local folder instead of Hugging Face")
+    parser.add_argument("--token-file", type=Path, default=None,
+                        help="file holding the Hugging Face token, used when HF_TOKEN is unset and the file exists")
+    parser.add_argument("--check", action="store_true", help="only check that --dest holds every file needed")
     args = parser.parse_args(argv)
-    token = os.environ.get("HF_TOKEN") or None
+    token = read_token(args.token_file)
+    local_root = args.dest if args.check else args.source
     try:
-        for component in components(args.dit, args.lm):
+        for component in components(args.dit, args.lm, local_root):
+            if args.check:
+                check_present(args.dest, component)
+                print(f"{component.folder}: complete ({component.kind})")
+                continue
             if args.source:
                 counts = fetch_local(args.source, args.dest, component)
                 print(f"{component.folder}: {counts['copied']} copied, {counts['resumed']} resumed, "

@@ -53,8 +53,10 @@ def _weights(base: Path, stem: str) -> list[str]:
     return [f"{stem}.safetensors"]
 
 
-def dit_component(name: str) -> Component:
-    if name.endswith("-diffusers"):
+def dit_component(name: str, local_root: Path | None = None) -> Component:
+    """Where the DiT comes from; a local folder that already holds ``model_index.json`` is the diffusers layout
+    whatever its name."""
+    if name.endswith("-diffusers") or (local_root is not None and (local_root / name / "model_index.json").is_file()):
         return Component(name, f"ACE-Step/{name}", None, "dit-diffusers")
     if name in DIT_IN_MAIN_REPO:
         return Component(name, MAIN_REPO, name, "dit")
@@ -67,8 +69,8 @@ def lm_component(name: str) -> Component:
     return Component(name, f"ACE-Step/{name}", None, "lm")
 
 
-def components(dit: str, lm: str | None) -> list[Component]:
-    parts = [dit_component(dit)]
+def components(dit: str, lm: str | None, local_root: Path | None = None) -> list[Component]:
+    parts = [dit_component(dit, local_root)]
     if parts[0].kind == "dit":  # the original layout needs the shared VAE and text encoder
         parts += [Component(VAE_DIR, MAIN_REPO, VAE_DIR, "vae"),
                   Component(TEXT_ENCODER_DIR, MAIN_REPO, TEXT_ENCODER_DIR, "text")]

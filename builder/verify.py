@@ -1,18 +1,22 @@
 """Verify a built checkpoint on CPU and write its manifest, so a broken build fails the image build.
 
     python -m builder.verify /app/checkpoints/acestep-v15-turbo [--dtype bfloat16] [--lm acestep-5Hz-lm-1.7B|none]
+                             [--manifests DIR]
 
 Loads the folder with the worker's own loader (strict weights, non-zero silence latent) in the target dtype
 on the CPU, runs a 2-step generation of 5 s, checks the output's shape (batch, 2 channels, 5 s at the VAE's
 rate) and that every sample is finite, then writes ``acestep_manifest.json`` (file sizes and sha256, library
 versions, the check's figures). ``inference/load.py`` compares the sizes at every cold start. An LM folder,
 (a sibling folder, named with --lm) is checked to load its config and tokenizer and gets a manifest too.
+With ``--manifests DIR`` each manifest is also copied to ``DIR/<folder>/``, so the image build can take the
+manifests from the verification stage without taking the weights from it again.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import shutil
 import sys
 import time
 from datetime import datetime, timezone
@@ -72,17 +76,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", type=Path, help="the converted DiT folder (diffusers layout)")
     parser.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
     parser.add_argument("--lm", default=None, help="LM folder next to the DiT folder to check as well, or 'none'")
+    parser.add_argument("--manifests", type=Path, default=None, help="also copy each manifest to DIR/<folder>/")
     args = parser.parse_args(argv)
+    written: list[Path] = []
     stamp = {"verified_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions()}
     try:
         check = verify_dit(args.folder, args.dtype)
         print(f"{args.folder.name}: {check['output_shape']} in {check['generate_s']} s, peak {check['peak']}")
-        write_manifest(args.folder, {**stamp, "check": check})
+        written.append(write_manifest(args.folder, {**stamp, "check": check}))
         if args.lm and args.lm.lower() != "none":
             lm_dir = args.folder.parent / args.lm
             lm = verify_lm(lm_dir)
             print(f"{lm_dir.name}: {lm}")
-            write_manifest(lm_dir, {**stamp, "check": lm})
+            written.append(write_manifest(lm_dir, {**stamp, "check": lm}))
+        for manifest in written if args.manifests else ():
+            (args.manifests / manifest.parent.name).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(manifest, args.manifests / manifest.parent.name / manifest.name)
     except CheckpointError as err:
         print(f"verify: {err}", file=sys.stderr)
         return 1

@@ -1,6 +1,10 @@
 #!/bin/sh
 # One image, two modes: MODE=serverless (default) runs the RunPod worker, MODE=pod the ACE-Step HTTP API.
+# A command after the image name runs instead (e.g. `python -m builder.bake_compile_cache --out /out`).
 set -eu
+if [ "$#" -gt 0 ]; then
+    exec "$@"
+fi
 case "${MODE:-serverless}" in
     serverless)
         exec python -u /app/handler.py

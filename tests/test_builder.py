@@ -167,3 +167,37 @@ def test_fixture_follows_the_documented_counts():
     shapes = original_shapes()
     assert sum(k.startswith("decoder.") for k in shapes) == 58
     assert sum(k.startswith("decoder.layers.0.") for k in shapes) == 19
+
+
+def test_check_in_place_accepts_both_layouts_and_names_a_missing_file(original, checkpoint_dir, tmp_path, capsys):
+    # the image build's check of a checkpoint folder from the build context: original layout or diffusers
+    source, _ = original
+    assert fetch_checkpoints.main(["--dest", str(source), "--dit", DIT, "--lm", "none", "--check"]) == 0
+    assert f"{DIT}: complete (dit)" in capsys.readouterr().out
+    assert fetch_checkpoints.main(["--dest", str(checkpoint_dir), "--dit", DIT, "--lm", "none", "--check"]) == 0
+    assert f"{DIT}: complete (dit-diffusers)" in capsys.readouterr().out
+    broken = tmp_path / "broken"
+    shutil.copytree(source, broken)
+    (broken / DIT / "silence_latent.pt").unlink()
+    assert fetch_checkpoints.main(["--dest", str(broken), "--dit", DIT, "--lm", "none", "--check"]) == 1
+    assert f"{DIT}/ is missing silence_latent.pt" in capsys.readouterr().err
+
+
+def test_the_token_comes_from_the_environment_or_the_build_secret_file(tmp_path, monkeypatch):
+    secret = tmp_path / "hf_token"
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    assert fetch_checkpoints.read_token(secret) is None  # no secret given: anonymous
+    secret.write_text("hf_file_token\n")
+    assert fetch_checkpoints.read_token(secret) == "hf_file_token"
+    monkeypatch.setenv("HF_TOKEN", "hf_env_token")
+    assert fetch_checkpoints.read_token(secret) == "hf_env_token"
+
+
+def test_verify_copies_the_manifests_for_the_image(original, tmp_path):
+    source, _ = original
+    target = convert(source, DIT, tmp_path / "ckpt")
+    assert verify.main([str(target), "--dtype", "bfloat16", "--manifests", str(tmp_path / "manifests")]) == 0
+    copied = tmp_path / "manifests" / DIT / MANIFEST
+    assert copied.read_bytes() == (target / MANIFEST).read_bytes()
+    assert [p.relative_to(tmp_path / "manifests") for p in (tmp_path / "manifests").rglob("*") if p.is_file()] \
+        == [copied.relative_to(tmp_path / "manifests")]  # manifests only, never weights
