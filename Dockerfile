@@ -20,6 +20,9 @@ ARG BASE_IMAGE=nvidia/cuda:12.8.1-base-ubuntu24.04
 # where the checkpoints come from: "huggingface" (download), or "context" (the folder CHECKPOINTS_DIR of the
 # build context, in the original ACE-Step 1.5 layout or the diffusers layout, as builder/fetch_checkpoints writes)
 ARG CHECKPOINTS=huggingface
+# the checkpoints, declared once: every stage that needs them takes these defaults with a bare ARG
+ARG DIT_MODEL=acestep-v15-turbo
+ARG LM_MODEL=acestep-5Hz-lm-1.7B
 
 # --- the interpreter: a distribution Python in a virtual environment ----------------------------------------
 FROM ${BASE_IMAGE} AS base
@@ -39,8 +42,8 @@ WORKDIR /app
 
 # --- dependencies only: pyproject.toml and constraints.txt, never the code, so a .py edit keeps this layer ---
 FROM base AS deps
-# torch first, pinned: its CUDA build from TORCH_INDEX_URL, or wheels from a folder (TORCH_WHEELS, e.g. a
-# CPU build mounted at build time); its own dependencies come from the package index either way
+# torch first, pinned: its CUDA build (and its dependencies) from TORCH_INDEX_URL, or from a folder of wheels
+# (TORCH_WHEELS, e.g. a CPU build mounted at build time with podman's -v) with its dependencies from PyPI
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
 ARG TORCH_WHEELS=""
@@ -57,49 +60,55 @@ ARG FLASH_ATTN=""
 # hadolint ignore=DL3013
 RUN if [ -n "${FLASH_ATTN}" ]; then pip install --no-build-isolation "${FLASH_ATTN}"; fi
 
-# --- checkpoint sources: one of these two stages is built, by CHECKPOINTS --------------------------------------
-FROM deps AS checkpoints-huggingface
-ARG DIT_MODEL=acestep-v15-turbo
-ARG LM_MODEL=acestep-5Hz-lm-1.7B
-# only the fetcher: no other code change invalidates the ~10 GB download
+# --- checkpoint sources: one of these two stages is built, by CHECKPOINTS. FROM base, not deps: a dependency
+# bump never downloads the ~10 GB again ------------------------------------------------------------------------------
+FROM base AS checkpoints-huggingface
+ARG DIT_MODEL
+ARG LM_MODEL
+# the fetcher's one dependency, at constraints.txt's pin (a test keeps the two equal)
+ARG HF_HUB_VERSION=2.4.0
+RUN pip install "huggingface_hub==${HF_HUB_VERSION}"
+# only the fetcher: no other code change invalidates the download
 COPY builder/__init__.py builder/layout.py builder/fetch_checkpoints.py /app/builder/
 # the token is a build secret read from its file, never in a layer, an ARG or the image's history
 RUN --mount=type=secret,id=hf_token \
     python -m builder.fetch_checkpoints --dest /build/src --dit "${DIT_MODEL}" --lm "${LM_MODEL}" \
         --token-file /run/secrets/hf_token
 
-FROM deps AS checkpoints-context
-ARG DIT_MODEL=acestep-v15-turbo
-ARG LM_MODEL=acestep-5Hz-lm-1.7B
+FROM base AS checkpoints-context
+ARG DIT_MODEL
+ARG LM_MODEL
 ARG CHECKPOINTS_DIR=checkpoints-src
 COPY builder/__init__.py builder/layout.py builder/fetch_checkpoints.py /app/builder/
 COPY ${CHECKPOINTS_DIR} /build/src
 # the fetcher's completeness check in place: a missing file stops the build with its name
 RUN python -m builder.fetch_checkpoints --dest /build/src --dit "${DIT_MODEL}" --lm "${LM_MODEL}" --check
 
-# --- conversion: depends on the weights and builder/ alone --------------------------------------------------------
-# one of the two stages above, not an image to tag
+# the chosen source under one stage name, for the COPY --from below
 # hadolint ignore=DL3006
-FROM checkpoints-${CHECKPOINTS} AS converted
-ARG DIT_MODEL=acestep-v15-turbo
-ARG LM_MODEL=acestep-5Hz-lm-1.7B
+FROM checkpoints-${CHECKPOINTS} AS source
+
+# --- conversion: depends on the weights, the dependencies and builder/ alone ----------------------------------------
+FROM deps AS converted
+ARG DIT_MODEL
+ARG LM_MODEL
+COPY --from=source /build/src /build/src
 COPY builder /app/builder
 RUN python -m builder.convert --source /build/src --dit "${DIT_MODEL}" --lm "${LM_MODEL}" --out /app/checkpoints
 
 # --- verification with the worker's own loader: its manifests are all the image takes from this stage ----------
 FROM converted AS verified
-ARG DIT_MODEL=acestep-v15-turbo
-ARG LM_MODEL=acestep-5Hz-lm-1.7B
+ARG DIT_MODEL
+ARG LM_MODEL
 COPY inference /app/inference
 RUN python -m builder.verify "/app/checkpoints/${DIT_MODEL}" --dtype bfloat16 --lm "${LM_MODEL}" \
         --manifests /build/manifests
 
-# --- the image: dependencies, verified checkpoints, then the code (the only layers a .py edit rebuilds) ----------
+# --- the image: dependencies, checkpoints, the code, and last the manifests (a .py edit rebuilds the small layers) --
 FROM deps AS runtime
-ARG DIT_MODEL=acestep-v15-turbo
-ARG LM_MODEL=acestep-5Hz-lm-1.7B
+ARG DIT_MODEL
+ARG LM_MODEL
 COPY --from=converted /app/checkpoints /app/checkpoints
-COPY --from=verified /build/manifests/ /app/checkpoints/
 # compiled-kernel caches made with builder/bake_compile_cache.py on the target GPU (see compile-cache/README.md)
 COPY compile-cache/ /app/checkpoints/compile-cache/
 COPY docker/entrypoint.sh /app/docker/entrypoint.sh
@@ -108,6 +117,8 @@ COPY api_shim /app/api_shim
 COPY client /app/client
 COPY builder /app/builder
 COPY handler.py generate_music.py test_input.json /app/
+# last: verification runs again when inference/ changes, and then only this layer of the image is new
+COPY --from=verified /build/manifests/ /app/checkpoints/
 ENV PYTHONPATH=/app \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \

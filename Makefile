@@ -38,18 +38,21 @@ bench: install
 	$(PY) bench/lm.py
 	$(PY) bench/gpu.py
 
-# The image with docker or podman, whichever is here; IMAGE and IMAGE_ARGS (e.g. --build-arg LM_MODEL=none)
+# The image with docker (when its daemon answers) or podman; IMAGE and IMAGE_ARGS (e.g. --build-arg LM_MODEL=none)
 # pass through. The Hugging Face token, when HF_TOKEN is set, goes in as the build secret hf_token.
 IMAGE ?= acestep-worker:latest
 IMAGE_ARGS ?=
 image:
-	@set -e; tool=$$(command -v docker || command -v podman || true); \
-	if [ -z "$$tool" ]; then echo "make image: neither docker nor podman is installed" >&2; exit 1; fi; \
-	secret=""; if [ -n "$${HF_TOKEN:-}" ]; then \
-		secret_file=$$(mktemp); trap 'rm -f "$$secret_file"' EXIT; printf %s "$$HF_TOKEN" > "$$secret_file"; \
-		secret="--secret id=hf_token,src=$$secret_file"; fi; \
+	@set -e; tool=""; \
+	if command -v docker >/dev/null && docker info >/dev/null 2>&1; then tool=docker; \
+	elif command -v podman >/dev/null; then tool=podman; fi; \
+	if [ -z "$$tool" ]; then echo "make image: neither a running docker nor podman is here" >&2; exit 1; fi; \
+	export DOCKER_BUILDKIT=1; set --; \
+	if [ -n "$${HF_TOKEN:-}" ]; then \
+		secret_file=$$(mktemp); trap 'rm -f "$$secret_file"' EXIT INT TERM; \
+		printf %s "$$HF_TOKEN" > "$$secret_file"; set -- --secret "id=hf_token,src=$$secret_file"; fi; \
 	echo "$$tool build $(IMAGE_ARGS) -t $(IMAGE) ."; \
-	$$tool build $$secret $(IMAGE_ARGS) -t $(IMAGE) .
+	"$$tool" build "$$@" $(IMAGE_ARGS) -t "$(IMAGE)" .
 
 # The CI build, with no docker daemon and no container runtime: podman build (chroot isolation) of the real
 # Dockerfile on a local Debian base, a tiny original-layout checkpoint as the checkpoint source, then the
@@ -58,4 +61,5 @@ image-smoke: install
 	$(PY) docker/image_smoke.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .image-smoke
+	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf --one-file-system .image-smoke

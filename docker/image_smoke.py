@@ -42,6 +42,8 @@ BASE_TAG = "localhost/acestep-smoke-base:bookworm"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 DIT, LM = "acestep-v15-turbo", "acestep-5Hz-lm-0.6B"
 DEPS_STEP = "RUN python /tmp/deps/requirements.py"
+CONVERT_STEP = "RUN python -m builder.convert"
+VERIFY_STEP = "RUN python -m builder.verify"
 
 
 def log(message: str) -> None:
@@ -67,12 +69,19 @@ def image_exists(tag: str) -> bool:
     return subprocess.run(["podman", "image", "exists", tag]).returncode == 0
 
 
-def unmount_below(path: Path) -> None:
-    """Unmount whatever is mounted inside ``path`` (debootstrap can leave its /proc mounted), deepest first."""
+def mounts_below(path: Path) -> list[str]:
     prefix = str(path.resolve()) + "/"
-    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
-    for target in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
+    targets = [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[1])  # \040 is a space
+               for line in Path("/proc/mounts").read_text().splitlines()]
+    return sorted((t for t in targets if t.startswith(prefix)), key=len, reverse=True)
+
+
+def unmount_below(path: Path) -> bool:
+    """Unmount whatever is mounted inside ``path`` (debootstrap can leave its /proc mounted), deepest first;
+    True when nothing is mounted there any more (only then may the folder be deleted)."""
+    for target in mounts_below(path):
         subprocess.run(["umount", "-l", target], check=False)
+    return not mounts_below(path)
 
 
 def ensure_base() -> float:
@@ -92,8 +101,10 @@ def ensure_base() -> float:
         run(["tar", "--one-file-system", "-C", str(rootfs), "-cf", str(tar), "."])
         run(["podman", "import", str(tar), BASE_TAG], stdout=subprocess.DEVNULL)
     finally:
-        unmount_below(rootfs)  # never delete through a mount
-        shutil.rmtree(tmp, ignore_errors=True)
+        if unmount_below(rootfs):  # never delete through a mount
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            log(f"left {tmp} in place: something is still mounted inside it")
     return time.perf_counter() - started
 
 
@@ -116,15 +127,21 @@ def make_context() -> Path:
     return context
 
 
+def torch_version() -> str:
+    """The torch release of the tests' environment (its CPU build), which the image is built with too."""
+    return run([sys.executable, "-c", "import torch; print(torch.__version__.split('+')[0])"],
+               capture_output=True).stdout.strip()
+
+
 def torch_wheels() -> Path:
     """The CPU torch wheel, as pip here finds it (this machine keeps it on disk), in a folder to mount."""
     wheels = WORK / "wheels"
     if not list(wheels.glob("torch-*.whl")):
         wheels.mkdir(parents=True, exist_ok=True)
-        version = run([sys.executable, "-c", "import torch; print(torch.__version__.split('+')[0])"],
-                      capture_output=True).stdout.strip()
         run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-             "-d", str(wheels), f"torch=={version}"])
+             "-d", str(wheels), f"torch=={torch_version()}"])
+    if not any("+cpu" in wheel.name for wheel in wheels.glob("torch-*.whl")):
+        raise SystemExit("image-smoke: no CPU build of torch was found to build with")
     return wheels
 
 
@@ -134,6 +151,7 @@ def build(context: Path, wheels: Path, label: str, tag: str = TAG,
     cmd = ["podman", "build", "--isolation=chroot", "--network", "host", "--layers",
            "-v", f"{CA_BUNDLE}:{CA_BUNDLE}:ro", "-v", f"{wheels}:/wheels:ro",
            "--build-arg", f"BASE_IMAGE={BASE_TAG}", "--build-arg", "TORCH_WHEELS=/wheels",
+           "--build-arg", f"TORCH_VERSION={torch_version()}",
            "--build-arg", "CHECKPOINTS=context", "--build-arg", f"CHECKPOINTS_DIR={checkpoints_dir}",
            "--build-arg", f"DIT_MODEL={DIT}", "--build-arg", f"LM_MODEL={LM}",
            "-t", tag, "-f", str(context / "Dockerfile"), str(context)]
@@ -168,16 +186,17 @@ def image_config(tag: str = TAG) -> dict:
 def mounted_image(tag: str = TAG):
     """The image's root filesystem, with /proc and /dev bound, as a folder to chroot into."""
     container = run(["podman", "create", tag], capture_output=True).stdout.strip()
-    root = Path(run(["podman", "mount", container], capture_output=True).stdout.strip())
-    binds = []
+    root = None
     try:
-        for name in ("proc", "dev"):
-            run(["mount", "--bind", f"/{name}", str(root / name)])
-            binds.append(root / name)
+        root = Path(run(["podman", "mount", container], capture_output=True).stdout.strip())
+        run(["mount", "-t", "proc", "proc", str(root / "proc")])
+        run(["mount", "--bind", "/dev", str(root / "dev")])
+        (root / "dev/shm").mkdir(exist_ok=True)
+        run(["mount", "-t", "tmpfs", "-o", "size=1g", "tmpfs", str(root / "dev/shm")])  # the image's own /dev/shm
         yield root
     finally:
-        for path in reversed(binds):
-            subprocess.run(["umount", "-l", str(path)])
+        if root is not None:
+            unmount_below(root)
         subprocess.run(["podman", "umount", container], stdout=subprocess.DEVNULL)
         subprocess.run(["podman", "rm", "-f", container], stdout=subprocess.DEVNULL)
 
@@ -290,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         raise SystemExit("image-smoke: run as root (chroot, mounts and rootful podman)")
+    # a CI time-out sends SIGTERM: leave through the finally blocks, which unmount and stop the servers
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     WORK.mkdir(exist_ok=True)
     ensure_tools()
     report: dict = {"base_image_s": round(ensure_base(), 1)}
@@ -303,11 +324,14 @@ def main(argv: list[str] | None = None) -> int:
         report["serverless"] = serverless(root, info)
         report["pod"] = pod(root, info)
     if not args.no_rebuild:
-        for label, name in (("edit-handler", "handler.py"), ("edit-inference", "inference/errors.py")):
+        # (label, the file edited, the steps that must come from the cache)
+        for label, name, cached in (("edit-handler", "handler.py", (DEPS_STEP, CONVERT_STEP, VERIFY_STEP)),
+                                    ("edit-inference", "inference/errors.py", (DEPS_STEP, CONVERT_STEP))):
             edit(context / name)
             seconds, build_log = build(context, wheels, label)
-            if not step_cached(build_log, DEPS_STEP):
-                raise SystemExit(f"image-smoke: editing {name} rebuilt the dependency layer")
+            for step in cached:
+                if not step_cached(build_log, step):
+                    raise SystemExit(f"image-smoke: editing {name} ran {step!r} again")
             report[f"rebuild_{label}_s"] = round(seconds, 1)
         # the other layout a context folder may hold: diffusers (as `make demo` writes it), in its own tag
         from inference.demo_checkpoint import make_demo_checkpoint
@@ -323,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     report["build_s"] = round(report["build_s"], 1)
     (WORK / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
-    print(f"image_smoke build_s {report['build_s']} image_gib {report['image_gib']} "
+    print(f"image_smoke build_s {report['build_s']} (cold: {report['base_image_s'] > 0}) image_gib {report['image_gib']} "
           f"serverless_start_to_served_s {report['serverless']['start_to_served_s']}")
     return 0
 

@@ -149,7 +149,7 @@ def test_every_copy_source_exists_and_is_not_ignored():
 def test_a_checkpoint_stage_exists_for_every_source_and_each_ends_complete():
     found = stages()
     default = re.search(r"^ARG CHECKPOINTS=(\S+)", DOCKERFILE, re.M).group(1)
-    assert default == "huggingface" and found["converted"].source == "checkpoints-${CHECKPOINTS}"
+    assert default == "huggingface" and found["source"].source == "checkpoints-${CHECKPOINTS}"
     for source in ("huggingface", "context"):
         runs = " ".join(args for name, args in found[f"checkpoints-{source}"].steps if name == "RUN")
         assert "builder.fetch_checkpoints" in runs  # the download, or the completeness check of a local folder
@@ -163,16 +163,24 @@ def test_layers_are_ordered_so_a_code_edit_keeps_dependencies_and_checkpoints():
     assert all(not any(code in args for code in CODE) and "builder" not in args for args in found["deps"].copies())
     deps_runs = [args for name, args in found["deps"].steps if name == "RUN"]
     assert any("pip install -c /tmp/deps/constraints.txt" in args for args in deps_runs)
-    # the download and the conversion: builder/ alone, never the worker's code
-    assert found["checkpoints-huggingface"].copies() == [
-        "builder/__init__.py builder/layout.py builder/fetch_checkpoints.py /app/builder/"]
-    assert found["converted"].copies() == ["builder /app/builder"]
-    # the image: checkpoints before any code, so an edit rebuilds only the last small layers
+    # the download: the fetcher alone, on the base (a dependency bump does not download again)
+    fetcher = "builder/__init__.py builder/layout.py builder/fetch_checkpoints.py /app/builder/"
+    assert found["checkpoints-huggingface"].copies() == [fetcher]
+    assert found["checkpoints-context"].copies() == [fetcher, "${CHECKPOINTS_DIR} /build/src"]
+    assert found["checkpoints-huggingface"].source == found["checkpoints-context"].source == "base"
+    # the conversion: the weights and builder/, never the worker's code
+    assert found["converted"].copies() == ["--from=source /build/src /build/src", "builder /app/builder"]
+    # the image: the checkpoints before any code; the manifests (verification reruns when inference/ changes) last
     runtime = found["runtime"].copies()
-    last_checkpoint = max(i for i, args in enumerate(runtime) if "--from=" in args)
+    checkpoints = runtime.index("--from=converted /app/checkpoints /app/checkpoints")
     first_code = min(i for i, args in enumerate(runtime) if any(f"{code} " in args for code in CODE))
-    assert last_checkpoint < first_code
+    assert checkpoints < first_code and runtime[-1] == "--from=verified /build/manifests/ /app/checkpoints/"
     assert found["runtime"].source == "deps"
+
+
+def test_the_fetch_stage_pins_huggingface_hub_as_constraints_do():
+    pinned = re.search(r"^huggingface_hub==(\S+)", (ROOT / "constraints.txt").read_text(), re.M).group(1)
+    assert re.search(r"^ARG HF_HUB_VERSION=(\S+)", DOCKERFILE, re.M).group(1) == pinned
 
 
 def test_the_base_is_the_cuda_runtime_without_duplicated_libraries():
@@ -226,7 +234,8 @@ def test_no_secret_in_env_or_arg_defaults():
             for key, value in re.findall(r"(\w+)=(\S*)", args):
                 assert not (SECRET_NAME.search(key) and value), key
     # the token only as a build secret, read from its file (docker's BuildKit and podman/buildah both mount it)
-    fetch = next(args for name, args in stages()["checkpoints-huggingface"].steps if name == "RUN")
+    fetch = next(args for name, args in stages()["checkpoints-huggingface"].steps
+                 if name == "RUN" and "fetch_checkpoints" in args)
     assert fetch.startswith("--mount=type=secret,id=hf_token ") and "--token-file /run/secrets/hf_token" in fetch
 
 
