@@ -24,7 +24,7 @@ from api_shim import audio_files
 from api_shim.backends import Backend, make_backend
 from api_shim.envelope import ApiError, Envelope, ErrorEnvelope, failure, ok
 from api_shim.models import HealthData, QueryResultItem, QueryResultRequest, ReleaseTaskData, StatsData
-from api_shim.requests_in import authorize, read_json_body
+from api_shim.requests_in import BodyBudget, authorize, body_limit, read_body
 from api_shim.task_store import TaskStore
 from inference.errors import public_message
 from inference.schema import FormatInputRequest, FormatInputResponse, GenerateRequest, ModelsResponse
@@ -45,6 +45,7 @@ def _body_schema(model) -> dict[str, Any]:
 def create_app(settings: Settings | None = None, backend: Backend | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     secrets = secrets_of(settings)
+    budget = BodyBudget(settings.body_budget_bytes)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -54,7 +55,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         store = backend.store if backend is not None else TaskStore(settings.shim_task_db)
         backend = backend or make_backend(settings, store)
         app.state.backend = backend
-        app.state.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=120.0), follow_redirects=True)
+        app.state.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=120.0), follow_redirects=False)
         await backend.start()
         purger = asyncio.create_task(_purge_forever(store, settings))
         log.info("ACE-Step API (%s backend) on %s:%d, output folder %s", backend.name, settings.api_host,
@@ -95,13 +96,12 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     def backend_of(request: Request) -> Backend:
         return request.app.state.backend
 
-    async def body_of(request: Request) -> Any:
-        body = await read_json_body(request, settings.max_body_bytes)
-        authorize(request, settings, body)
-        return body
+    async def body_of(request: Request, route: str) -> Any:
+        limit, limit_name = body_limit(settings, backend_of(request).name, route)
+        return await read_body(request, settings, budget, limit, limit_name)
 
-    async def object_body_of(request: Request) -> dict[str, Any]:
-        body = await body_of(request)
+    async def object_body_of(request: Request, route: str) -> dict[str, Any]:
+        body = await body_of(request, route)
         if not isinstance(body, dict):
             raise ApiError(400, f"the request body must be a JSON object (got {type(body).__name__})")
         return body
@@ -125,13 +125,13 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
               openapi_extra=_body_schema(GenerateRequest))
     async def release_task(request: Request):
         """Queue a generation (API.md section 3 fields); poll it with ``/query_result``."""
-        return ok(await backend_of(request).submit(await object_body_of(request)))
+        return ok(await backend_of(request).submit(await object_body_of(request, "release_task")))
 
     @app.post("/query_result", response_model=Envelope[list[QueryResultItem]], responses=_ERRORS,
               openapi_extra=_body_schema(QueryResultRequest))
     async def query_result(request: Request):
         """One item per id: status 0 queued/running, 1 succeeded, 2 failed; ``result`` is a JSON string."""
-        body = await body_of(request)
+        body = await body_of(request, "query_result")
         try:
             query = QueryResultRequest.model_validate(body if isinstance(body, dict) else {})
         except ValidationError:
@@ -142,7 +142,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
               openapi_extra=_body_schema(FormatInputRequest))
     async def format_input(request: Request):
         """The 5 Hz LM rewrites caption and lyrics and fills in bpm, key, time signature, duration, language."""
-        return ok(await backend_of(request).format_input(await object_body_of(request)))
+        return ok(await backend_of(request).format_input(await object_body_of(request, "format_input")))
 
     @app.get("/v1/audio", responses={200: {"content": {"audio/mpeg": {}}}, **_ERRORS},
              response_class=Response)
@@ -150,7 +150,8 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         """A finished audio by the path in its ``file`` field; HTTP Range requests are answered."""
         authorize(request, settings)
         backend = backend_of(request)
-        return await audio_files.serve(request, path, settings.shim_output_dir, backend.store, request.app.state.http)
+        return await audio_files.serve(request, path, settings.shim_output_dir, backend.store, request.app.state.http,
+                                       settings.allow_private_endpoints)
 
     @app.get("/v1/stats", response_model=Envelope[StatsData], responses=_ERRORS)
     async def stats(request: Request):

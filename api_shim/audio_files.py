@@ -16,6 +16,8 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from api_shim.envelope import ApiError
 from api_shim.task_store import TaskStore
+from inference.endpoints import check_public_url
+from inference.errors import InputError
 from inference.schema import CONTENT_TYPES
 
 _PASSED_HEADERS = ("content-length", "content-range", "accept-ranges", "etag", "last-modified")
@@ -36,7 +38,9 @@ def resolve(raw: str | None, root: Path) -> Path:
 
 
 async def serve(request: Request, raw: str | None, root: Path, store: TaskStore,
-                http: httpx.AsyncClient) -> Response:
+                http: httpx.AsyncClient, allow_private: bool) -> Response:
+    """The file, or the bucket's audio streamed through: only from a public address unless the operator allows
+    private ones, and never through a redirect (the client must not be able to steer the shim elsewhere)."""
     path = resolve(raw, root)
     media_type = CONTENT_TYPES[path.suffix.lstrip(".").lower()]
     if path.is_file():
@@ -45,12 +49,18 @@ async def serve(request: Request, raw: str | None, root: Path, store: TaskStore,
     if remote is None:
         raise ApiError(404, "no audio at this path (finished audio is kept for ACESTEP_RESULT_TTL seconds)")
     url, content_type = remote
+    try:
+        check_public_url(url, "the audio's bucket URL", allow_private)
+    except InputError as err:
+        raise ApiError(502, str(err)) from None
     headers = {"range": request.headers["range"]} if "range" in request.headers else {}
     upstream = await http.send(http.build_request("GET", url, headers=headers), stream=True)
     if upstream.status_code not in (200, 206):
         await upstream.aclose()
         if upstream.status_code == 416:
             raise ApiError(416, "the requested range is outside the audio")
+        if upstream.is_redirect:
+            raise ApiError(502, "the bucket answered this audio with a redirect, which is not followed")
         raise ApiError(404 if upstream.status_code in (403, 404) else 502,
                        f"the bucket answered HTTP {upstream.status_code} for this audio (its link may have expired)")
 

@@ -1,10 +1,11 @@
 """One model on one accelerator, many jobs in flight: the GPU thread, the delivery threads and the batcher.
 
-Shared by the RunPod handler and the HTTP shim's pod mode. A job is staged (validated, planned by the LM) and
-rendered (DiT and VAE) on the one GPU thread, so two generations never run at once; compatible jobs waiting
-for it render as one batch (``inference.batching``); encoding and upload run on delivery threads, so the GPU
-renders the next batch meanwhile. Callers bound how many jobs they keep in flight (RunPod's
-``concurrency_modifier``, the shim's slots).
+Shared by the RunPod handler and the HTTP shim's pod mode. A job is admitted (validated, its audio inputs
+decoded) on the admission thread, in order and one file at a time; then it is planned by the LM and rendered
+(DiT and VAE) on the one GPU thread, so two generations never run at once and the GPU thread never decodes a
+file. Compatible jobs waiting for it render as one batch (``inference.batching``); encoding and upload run on
+delivery threads, so the GPU renders the next batch meanwhile. Callers bound how many jobs they keep in flight
+(RunPod's ``concurrency_modifier``, the shim's slots).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class GpuWorker:
     def __init__(self, service: GenerationService):
         self.service = service
         self.gpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="acestep-gpu")
+        self.admission = ThreadPoolExecutor(max_workers=1, thread_name_prefix="acestep-admit")
         self.delivery = ThreadPoolExecutor(max_workers=DELIVERY_THREADS, thread_name_prefix="acestep-delivery")
         self.batcher: Batcher[Staged, Rendered] = Batcher(
             self.gpu, service.render_batch, key=service.batch_key, size=service.batch_size,
@@ -38,7 +40,9 @@ class GpuWorker:
 
     async def generate(self, job_input: Any, job_id: str, s3_config: Any = None, progress: ProgressFn | None = None,
                        target: Target | None = None) -> GenerateResponse:
-        staged = await self.on_gpu(self.service.stage, job_input, job_id, s3_config, progress, target)
-        rendered = await self.batcher.submit(staged)
+        staged = await asyncio.get_running_loop().run_in_executor(self.admission, functools.partial(
+            self.service.admit, job_input, job_id, s3_config, progress, target))
+        rendered = await self.batcher.submit(await self.on_gpu(self.service.plan, staged))
+        del staged  # its decoded audio inputs are not needed to deliver
         return await asyncio.get_running_loop().run_in_executor(
             self.delivery, self.service.deliver, rendered, progress)

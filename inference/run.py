@@ -9,13 +9,13 @@ depend on the batch it ran in. Never imports runpod or an HTTP framework.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from inference.audio_input import decode_audio_input
+from inference.audio_input import decode_audio_inputs
 from inference.errors import GenerationError
 from inference.hardware import free_accelerator_memory
 from inference.load import LoadedPipeline
@@ -84,16 +84,14 @@ def batch_key(request: GenerateRequest) -> tuple:
             request.audio_cover_strength)
 
 
-def _audio_tensor(loaded: LoadedPipeline, request: GenerateRequest, field_name) -> torch.Tensor | None:
-    data = request.audio_input(field_name)
-    return None if data is None else decode_audio_input(data, field_name, loaded.sample_rate)
-
-
 def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
-             progress: ProgressFn | None = None, codes: list[str | None] | None = None) -> list[Generation]:
+             progress: ProgressFn | None = None, codes: list[str | None] | None = None,
+             audio_inputs: Mapping[str, torch.Tensor] | None = None) -> list[Generation]:
     """Run compatible requests as one batch; returns one ``Generation`` per request, in order.
 
-    ``codes``: the 5 Hz LM's audio codes per request (its songs share them), or None."""
+    ``codes``: the 5 Hz LM's audio codes per request (its songs share them), or None. ``audio_inputs``: the batch's
+    audio inputs already decoded (``GenerationService`` decodes them off the GPU thread; ``batch_key`` makes
+    them the same for every request); None = decoded here."""
     if not requests:
         return []
     codes = codes or [None] * len(requests)
@@ -101,6 +99,8 @@ def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
         raise ValueError("generate() needs requests that agree on batch_key() and on having codes; split them")
     plans = [_plan(loaded, r) for r in requests]
     first = plans[0].request
+    if audio_inputs is None:
+        audio_inputs = decode_audio_inputs(first, loaded.sample_rate)
     prompts = [p.request.prompt for p in plans for _ in p.seeds]
     lyrics = [p.lyrics_for_dit for p in plans for _ in p.seeds]
     languages = [p.request.vocal_language for p in plans for _ in p.seeds]
@@ -123,8 +123,8 @@ def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
                 shift=first.shift, generator=generators_for(seeds), bpm=first.bpm,
                 keyscale=first.key_scale or None, timesignature=first.time_signature or None,
                 task_type=first.task_type,
-                src_audio=_audio_tensor(loaded, first, "src_audio_base64"),
-                reference_audio=_audio_tensor(loaded, first, "reference_audio_base64"),
+                src_audio=audio_inputs.get("src_audio_base64"),
+                reference_audio=audio_inputs.get("reference_audio_base64"),
                 repainting_start=first.repainting_start,
                 repainting_end=None if first.repainting_end == -1 else first.repainting_end,
                 audio_cover_strength=first.audio_cover_strength,

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import soundfile as sf
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -64,6 +66,10 @@ SEED_MAX = 2**32 - 1
 MAX_PROMPT_CHARS = 4_000
 MAX_LYRICS_CHARS = 12_000
 MAX_AUDIO_INPUT_BYTES = 30 * 1024 * 1024
+MIN_AUDIO_INPUT_RATE, MAX_AUDIO_INPUT_RATE = 8_000, 192_000  # Hz
+MAX_AUDIO_INPUT_CHANNELS = 8
+AUDIO_INPUT_FIELDS = ("src_audio_base64", "reference_audio_base64")
+_UNKNOWN_FRAMES = 2**63 - 1  # libsndfile's length when the header does not say (a streamed FLAC)
 
 # Keys that select a field by another name (API.md section 3), per canonical field.
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -255,7 +261,7 @@ class GenerateRequest(SongFields):
     # --- cross-field rules: the one place for them ---------------------------------------------
     @model_validator(mode="after")
     def _cross_fields(self, info: ValidationInfo):
-        for name in ("src_audio_base64", "reference_audio_base64"):
+        for name in AUDIO_INPUT_FIELDS:
             value = getattr(self, name)
             if value is not None:
                 try:
@@ -272,6 +278,8 @@ class GenerateRequest(SongFields):
         limits = info.context.get("limits") if isinstance(info.context, dict) else None
         if isinstance(limits, Limits):
             self._check_limits(limits)
+        for name, data in self._audio_bytes.items():  # last: it reads the files' headers
+            _check_audio_header(data, name)
         return self
 
     def _check_limits(self, limits: Limits) -> None:
@@ -312,6 +320,35 @@ class GenerateRequest(SongFields):
 
     def audio_input(self, field: Literal["src_audio_base64", "reference_audio_base64"]) -> bytes | None:
         return self._audio_bytes.get(field)
+
+    @property
+    def audio_input_bytes(self) -> int:
+        """Bytes of the audio files this request brings (decoded from base64)."""
+        return sum(len(data) for data in self._audio_bytes.values())
+
+
+def unreadable_audio(field: str, err: Exception) -> InputError:
+    first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return InputError(f"{field} is not an audio file libsndfile can read (wav, flac, ogg, opus, mp3): {first_line}")
+
+
+def _check_audio_header(data: bytes, field: str) -> None:
+    """Length, rate and channels from the file's header, before anything is decoded (a few KB of FLAC can
+    claim hours). A header that does not give the length is let through: decoding stops at the limit."""
+    try:
+        info = sf.info(io.BytesIO(data))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise unreadable_audio(field, err) from None
+    if not MIN_AUDIO_INPUT_RATE <= info.samplerate <= MAX_AUDIO_INPUT_RATE:
+        raise InputError(f"{field} must have a sample rate between {MIN_AUDIO_INPUT_RATE} and "
+                         f"{MAX_AUDIO_INPUT_RATE} Hz (got {info.samplerate})")
+    if not 1 <= info.channels <= MAX_AUDIO_INPUT_CHANNELS:
+        raise InputError(f"{field} must have between 1 and {MAX_AUDIO_INPUT_CHANNELS} channels (got {info.channels})")
+    if info.frames == 0:
+        raise InputError(f"{field} holds no audio samples")
+    if info.frames != _UNKNOWN_FRAMES and info.frames / info.samplerate > MAX_DURATION_S:
+        raise InputError(f"{field} must be at most {MAX_DURATION_S:g} seconds long "
+                         f"(got {info.frames / info.samplerate:.0f})")
 
 
 def _decode_base64(value: str) -> bytes:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from inference import run
 from inference.audio import encode_all
+from inference.audio_input import decode_audio_inputs
 from inference.errors import UnsupportedError
 from inference.lm.load import load_lm
 from inference.lm.planner import LmPlanner
@@ -36,19 +37,24 @@ from inference.schema import (
 from inference.settings import Settings
 from inference.storage import Target, choose_target
 
+if TYPE_CHECKING:
+    import torch
+
 log = logging.getLogger("acestep.service")
 
 
 @dataclass
 class Staged:
-    """A validated job, planned by the LM, waiting for the DiT."""
+    """A validated job with its audio inputs decoded (``admit``), then planned by the LM (``plan``), waiting
+    for the DiT."""
 
     job_id: str
     request: GenerateRequest
     target: Target
-    prepared: Prepared
     started: float
     progress: run.ProgressFn | None = None
+    audio_inputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    prepared: Prepared | None = None
 
 
 @dataclass
@@ -119,15 +125,27 @@ class GenerationService:
 
     def stage(self, job_input: Any, job_id: str, s3_config: Any = None, progress: run.ProgressFn | None = None,
               target: Target | None = None) -> Staged:
-        """Validate, choose where the audio goes, plan with the LM: all a job needs before the DiT."""
+        """All a job needs before the DiT: ``admit``, then ``plan``."""
+        return self.plan(self.admit(job_input, job_id, s3_config, progress, target))
+
+    def admit(self, job_input: Any, job_id: str, s3_config: Any = None, progress: run.ProgressFn | None = None,
+              target: Target | None = None) -> Staged:
+        """Validate, choose where the audio goes, decode the audio inputs: the host's part of staging (``GpuWorker``
+        runs it on its admission thread, so the GPU thread never decodes a file)."""
         started = time.perf_counter()
         request = job_input if isinstance(job_input, GenerateRequest) else self.parse(job_input)
         if target is None:
             target = choose_target(self.settings, s3_config)  # a bad s3Config fails before any GPU time is spent
-        if progress and self.planner and (request.thinking or request.use_format or request.sample_query):
-            progress(0.0, "planning")
-        prepared = prepare(self.planner, request, self.loaded.supports_audio_codes)
-        return Staged(job_id, request, target, prepared, started, progress)
+        audio_inputs = decode_audio_inputs(request, self.loaded.sample_rate)
+        return Staged(job_id, request, target, started, progress, audio_inputs)
+
+    def plan(self, staged: Staged) -> Staged:
+        """The 5 Hz LM's part of staging (on the GPU thread): plan, rewrite, audio codes, as the request asks."""
+        request = staged.request
+        if staged.progress and self.planner and (request.thinking or request.use_format or request.sample_query):
+            staged.progress(0.0, "planning")
+        staged.prepared = prepare(self.planner, request, self.loaded.supports_audio_codes)
+        return staged
 
     @staticmethod
     def batch_key(staged: Staged) -> tuple:
@@ -148,7 +166,8 @@ class GenerationService:
                 listener(fraction, stage)
 
         generations = run.generate(self.loaded, [s.prepared.request for s in staged],
-                                   progress if listeners else None, [s.prepared.codes for s in staged])
+                                   progress if listeners else None, [s.prepared.codes for s in staged],
+                                   staged[0].audio_inputs)
         if len(staged) > 1:
             log.info("rendered %d jobs in one batch (%s)", len(staged), ", ".join(s.job_id for s in staged))
         rendered = []

@@ -85,6 +85,10 @@ class Settings(BaseModel):
     undelivered_dir: Path = Field(
         Path("/tmp/acestep-undelivered"), alias="ACESTEP_UNDELIVERED_DIR",
         description="Where audio is kept when its upload fails, so nothing made is lost.")
+    allow_private_endpoints: bool = Field(
+        False, alias="ACESTEP_ALLOW_PRIVATE_ENDPOINTS",
+        description="Let a job's s3Config endpoint, and the shim's fetches of bucket audio, be loopback, private or "
+                    "link-local addresses; off = public addresses only, so callers cannot reach internal services.")
     bucket_endpoint_url: str | None = Field(None, alias="BUCKET_ENDPOINT_URL", description="S3-compatible endpoint.")
     bucket_access_key_id: str | None = Field(None, alias="BUCKET_ACCESS_KEY_ID", description="Bucket access key.")
     bucket_secret_access_key: SecretStr | None = Field(
@@ -114,13 +118,22 @@ class Settings(BaseModel):
     queue_maxsize: int = Field(
         200, ge=1, alias="ACESTEP_QUEUE_MAXSIZE",
         description="Shim: tasks that may wait for the GPU (local backend); one more answers HTTP 429.")
+    queue_max_bytes: int = Field(
+        512 * 1024 * 1024, ge=0, alias="ACESTEP_QUEUE_MAX_BYTES",
+        description="Shim: bytes of audio input files (src/reference audio, as decoded from base64) that waiting "
+                    "tasks may hold together (local backend); a task that would go over answers HTTP 429. A task "
+                    "is always let in while no waiting task holds audio.")
     shim_backend: Literal["auto", "local", "runpod"] = Field(
         "auto", alias="ACESTEP_SHIM_BACKEND",
         description="Shim: 'runpod' forwards to a RunPod endpoint, 'local' generates in-process (pod mode); "
                     "auto = runpod when RUNPOD_ENDPOINT_ID and RUNPOD_API_KEY are set.")
     max_body_bytes: int = Field(
         48 * 1024 * 1024, ge=1024, alias="ACESTEP_MAX_BODY_BYTES",
-        description="Shim: largest request body (base64 audio inputs included); larger answers HTTP 413.")
+        description="Shim: largest request body (base64 audio inputs included); larger answers HTTP 413. "
+                    "The runpod backend also keeps to RunPod's payload limits (about 10 MB for release_task).")
+    body_budget_bytes: int = Field(
+        192 * 1024 * 1024, ge=1024, alias="ACESTEP_BODY_BUDGET_BYTES",
+        description="Shim: request bodies all requests together may be reading at once; past it HTTP 503.")
     task_db: Path | None = Field(
         None, alias="ACESTEP_TASK_DB",
         description="Shim: SQLite file of task records; unset = tasks.sqlite3 in the shim's output folder.")

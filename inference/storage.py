@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from inference.audio import EncodedAudio
+from inference.endpoints import check_public_url
 from inference.errors import InputError, StorageError
 from inference.settings import Settings
 
@@ -205,6 +206,7 @@ def _bucket_from_job(s3_config: Any, settings: Settings) -> BucketConfig:
         missing = sorted({str(e["loc"][0]) for e in err.errors()})
         raise InputError(f"s3Config needs non-empty endpointUrl, accessId, accessSecret and bucketName "
                          f"(missing or invalid: {', '.join(missing)})") from None
+    check_public_url(parsed.endpoint_url, "s3Config.endpointUrl", settings.allow_private_endpoints)
     return BucketConfig(endpoint_url=parsed.endpoint_url, access_key_id=parsed.access_id,
                         secret_access_key=parsed.access_secret, bucket=parsed.bucket_name, region=parsed.region,
                         prefix=parsed.prefix if parsed.prefix is not None else settings.bucket_prefix,

@@ -65,6 +65,28 @@ def decode(data: bytes) -> tuple[np.ndarray, int]:
     return audio, rate
 
 
+def silent_flac(seconds: float, rate: int = 48_000, unknown_length: bool = False) -> bytes:
+    """A mono FLAC of silence: an hour of it is a few hundred KB (a decompression bomb). ``unknown_length``
+    zeroes the length in its header (STREAMINFO's total samples, "unknown" as streaming encoders write it)."""
+    buffer = io.BytesIO()
+    with sf.SoundFile(buffer, "w", samplerate=rate, channels=1, format="FLAC", subtype="PCM_16") as out:
+        minute = np.zeros(60 * rate, dtype=np.int16)
+        for _ in range(int(seconds // 60)):
+            out.write(minute)
+        out.write(minute[: int(seconds % 60 * rate)])
+    data = bytearray(buffer.getvalue())
+    if unknown_length:  # "fLaC", a block header, then STREAMINFO: its bytes 10-17 end with the 36-bit length
+        packed = int.from_bytes(data[18:26], "big") & ~((1 << 36) - 1)
+        data[18:26] = packed.to_bytes(8, "big")
+    return bytes(data)
+
+
+def wav_bytes(frames: int, rate: int = 48_000, channels: int = 1) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, np.zeros((frames, channels), dtype=np.float32), rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
 @pytest.fixture(scope="session")
 def checkpoint_dir(tmp_path_factory) -> Path:
     from inference.demo_checkpoint import make_demo_checkpoint
@@ -146,7 +168,9 @@ def start_worker_api(checkpoint_dir: Path, log_dir: Path, **env: str) -> tuple[s
 
 @pytest.fixture(scope="module")
 def worker_api(checkpoint_dir, tmp_path_factory):
-    process, url = start_worker_api(checkpoint_dir, tmp_path_factory.mktemp("worker"))
+    # the tests' buckets (moto) are on loopback: allowed here as an operator of a private bucket would allow it
+    process, url = start_worker_api(checkpoint_dir, tmp_path_factory.mktemp("worker"),
+                                    ACESTEP_ALLOW_PRIVATE_ENDPOINTS="1")
     try:
         yield url, process
     finally:

@@ -9,7 +9,7 @@ import base64
 import pytest
 import requests
 
-from conftest import decode, runsync, s3_client
+from conftest import decode, runsync, s3_client, silent_flac, wav_bytes
 
 GOOD = {"prompt": "lofi hip hop, vinyl crackle", "lyrics": "[Verse]\nrainy window", "audio_duration": 10,
         "batch_size": 2, "seed": 5, "inference_steps": 4}
@@ -32,6 +32,10 @@ BAD_INPUTS = [
     ({**GOOD, "task_type": "repaint", "src_audio_base64": "%%%not-base64%%%"}, "src_audio_base64 is not valid base64"),
     ({**GOOD, "task_type": "cover", "src_audio_base64": base64.b64encode(b"not audio at all").decode()},
      "src_audio_base64 is not an audio file libsndfile can read"),
+    ({**GOOD, "task_type": "cover", "src_audio_base64": base64.b64encode(silent_flac(3600)).decode()},
+     "src_audio_base64 must be at most 600 seconds long (got 3600)"),  # a few hundred KB: an hour of silence
+    ({**GOOD, "reference_audio_base64": base64.b64encode(wav_bytes(100, rate=1_000_000)).decode()},
+     "reference_audio_base64 must have a sample rate between 8000 and 192000 Hz (got 1000000)"),
     ({**GOOD, "thinking": "perhaps"}, "thinking must be true or false"),
     ({**GOOD, "metas": "{not json"}, "metas must be a JSON object"),
     ({**GOOD, "mp3_bitrate": 1000}, "mp3_bitrate must be between 32 and 320 kbps (got 1000)"),

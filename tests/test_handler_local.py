@@ -30,12 +30,27 @@ def test_raw_jobs_stay_out_of_the_log(checkpoint_dir, tmp_path):
     job = {"input": {"prompt": "x", "audio_duration": 10, "batch_size": 1, "inference_steps": 2},
            "s3Config": {"endpointUrl": "http://127.0.0.1:9", "accessId": "id-abc",
                         "accessSecret": "very-secret-value", "bucketName": "b"}}
-    env = worker_env(checkpoint_dir, ACESTEP_UNDELIVERED_DIR=str(tmp_path), ACESTEP_UPLOAD_ATTEMPTS="1")
+    env = worker_env(checkpoint_dir, ACESTEP_UNDELIVERED_DIR=str(tmp_path), ACESTEP_UPLOAD_ATTEMPTS="1",
+                     ACESTEP_ALLOW_PRIVATE_ENDPOINTS="1")
     result = run_handler(env, "--test_input", json.dumps(job))
     log = result.stdout + result.stderr
     assert result.returncode == 1  # the upload fails: RunPod's local mode exits 1 on a job error
     assert "failed after 1 attempt(s)" in log
     assert "very-secret-value" not in log
+
+
+def test_a_jobs_bucket_on_an_internal_address_is_refused_before_any_gpu_work(checkpoint_dir, tmp_path):
+    # the caller chooses s3Config: it must not make the worker connect into its own network
+    for endpoint in ("http://169.254.169.254",):  # the cloud metadata address; the others: test_storage.py
+        job = {"input": {"prompt": "x", "audio_duration": 10, "batch_size": 1, "inference_steps": 2},
+               "s3Config": {"endpointUrl": endpoint, "accessId": "id-abc", "accessSecret": "very-secret-value",
+                            "bucketName": "b"}}
+        env = worker_env(checkpoint_dir, ACESTEP_UNDELIVERED_DIR=str(tmp_path / "kept"))
+        result = run_handler(env, "--test_input", json.dumps(job))
+        log = result.stdout + result.stderr
+        assert result.returncode == 1
+        assert "s3Config.endpointUrl must point to a public address" in log, log[-2000:]
+        assert not (tmp_path / "kept").exists()  # nothing was generated, so nothing had to be kept
 
 
 def test_a_missing_checkpoint_is_one_clear_line_not_a_traceback(tmp_path):

@@ -13,6 +13,7 @@ from inference.schema import (
     Limits,
     parse_generate_request,
 )
+from tests.conftest import wav_bytes
 
 BASE = {"prompt": "lofi hip hop"}
 
@@ -106,9 +107,10 @@ def test_instrumental_lyrics_forms():
 
 
 def test_base64_audio_accepts_data_urls_and_returns_bytes():
-    payload = base64.b64encode(b"RIFF....WAVE").decode()
+    wav = wav_bytes(4_800)
+    payload = base64.b64encode(wav).decode()
     r = parse(task_type="repaint", src_audio_base64=f"data:audio/wav;base64,{payload}")
-    assert r.audio_input("src_audio_base64") == b"RIFF....WAVE"
+    assert r.audio_input("src_audio_base64") == wav and r.audio_input_bytes == len(wav)
 
 
 @pytest.mark.parametrize("extra,needle", [

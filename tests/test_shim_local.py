@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import time
@@ -9,7 +10,7 @@ import time
 import pytest
 import requests
 
-from tests.conftest import decode, start_shim, stop, wait_for_task
+from tests.conftest import decode, silent_flac, start_shim, stop, wait_for_task, wav_bytes
 
 ENVELOPE = {"data", "code", "error", "timestamp", "extra"}
 RESULT_KEYS = {"file", "wave", "status", "create_time", "env", "prompt", "lyrics", "metas", "generation_info",
@@ -139,6 +140,16 @@ def test_oversized_body_is_refused_with_413(shim):
     assert_error(requests.post(f"{url}/release_task", data=chunks(), timeout=10), 413, "larger than")
 
 
+def test_an_audio_bomb_is_refused_at_submit_before_it_is_queued(shim):
+    url, _ = shim
+    bomb = base64.b64encode(silent_flac(3600, rate=8_000)).decode()  # ~90 KB of FLAC, an hour of audio
+    before = requests.get(f"{url}/v1/stats", timeout=5).json()["data"]["jobs"]["total"]
+    response = requests.post(f"{url}/release_task", json={"caption": "x", "task_type": "cover",
+                                                          "src_audio_base64": bomb}, timeout=30)
+    assert_error(response, 400, "src_audio_base64 must be at most 600 seconds long (got 3600)")
+    assert requests.get(f"{url}/v1/stats", timeout=5).json()["data"]["jobs"]["total"] == before
+
+
 def test_format_input_without_the_lm_says_so(shim):
     url, _ = shim
     assert_error(requests.post(f"{url}/format_input", json={"caption": "x"}, timeout=5), 501, "5 Hz LM")
@@ -258,6 +269,30 @@ def test_a_full_queue_answers_429(checkpoint_dir, tmp_path):
         refused = answers[codes.index(429)]
         assert_error(refused, 429, "queue is full")
         assert refused.headers["retry-after"]
+    finally:
+        stop(process)
+
+
+def test_audio_inputs_of_waiting_tasks_are_bounded_in_bytes(checkpoint_dir, tmp_path):
+    source = wav_bytes(10 * 8_000, rate=8_000)  # 160,044 bytes
+    with_audio = {**SONG, "batch_size": 1, "task_type": "repaint", "repainting_start": 2, "repainting_end": 6,
+                  "src_audio_base64": base64.b64encode(source).decode()}
+    process, url = start_shim(checkpoint_dir, tmp_path / "out", ACESTEP_JOB_CONCURRENCY="1",
+                              ACESTEP_QUEUE_MAX_BYTES="250000")
+    try:
+        blocker = submit(url, {**SONG, "duration": 120, "batch_size": 4})  # the one task in flight
+        waiting = submit(url, with_audio)  # waits behind it, holding 160 KB of audio
+        refused = requests.post(f"{url}/release_task", json=with_audio, timeout=30)
+        assert_error(refused, 429, "queue is full", f"this one brings {len(source)}", "ACESTEP_QUEUE_MAX_BYTES")
+        assert refused.headers["retry-after"]
+        submit(url, {**SONG, "batch_size": 1})  # a task without audio inputs still gets in
+        assert wait_for_task(url, blocker)["status"] == 1
+        deadline = time.monotonic() + 60
+        while json.loads(requests.post(f"{url}/query_result", json={"task_id_list": [waiting]},
+                                       timeout=5).json()["data"][0]["result"])[0]["stage"] == "queued":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        submit(url, with_audio)  # the waiting task has the GPU now: its audio no longer counts
     finally:
         stop(process)
 

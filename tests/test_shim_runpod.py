@@ -59,7 +59,8 @@ def worker(standin, checkpoint_dir, s3_server, s3_bucket, tmp_path_factory):
 @pytest.fixture(scope="module")
 def shim(standin, worker, checkpoint_dir, tmp_path_factory):
     output = tmp_path_factory.mktemp("rp-shim") / "outputs"
-    env = dict(RUNPOD_ENDPOINT_ID=ENDPOINT, RUNPOD_API_KEY=CLIENT_KEY,
+    # the worker's bucket (moto) is on loopback: this shim's operator allows fetching from private addresses
+    env = dict(RUNPOD_ENDPOINT_ID=ENDPOINT, RUNPOD_API_KEY=CLIENT_KEY, ACESTEP_ALLOW_PRIVATE_ENDPOINTS="1",
                RUNPOD_ENDPOINT_BASE_URL=f"{standin.url}/v2", ACESTEP_RUNPOD_BACKOFF="0.05")
     process, url = start_shim(checkpoint_dir, output, **env)
     try:
@@ -97,6 +98,23 @@ def test_song_through_runpod_and_the_bucket(shim, standin, s3_server, s3_bucket)
         assert part.status_code == 206 and part.content == audio.content[:100]
 
 
+def test_by_default_the_shim_fetches_bucket_audio_only_from_public_addresses(shim, checkpoint_dir, tmp_path):
+    # a worker result names where its audio is; the shim must not be steered into its own network by it
+    _, _, env = shim
+    guarded = {k: v for k, v in env.items() if k != "ACESTEP_ALLOW_PRIVATE_ENDPOINTS"}
+    process, url = start_shim(checkpoint_dir, tmp_path / "out", **guarded)
+    try:
+        task_id = requests.post(f"{url}/release_task", json={**SONG, "batch_size": 1}, timeout=30).json()["data"][
+            "task_id"]
+        item = wait_for_task(url, task_id, timeout=180)
+        assert item["status"] == 1, item
+        [result] = json.loads(item["result"])
+        audio = requests.get(url + result["file"], timeout=60)
+        assert audio.status_code == 502 and "must point to a public address" in audio.json()["error"]
+    finally:
+        stop(process)
+
+
 def test_results_outlive_runpods_memory_and_a_shim_restart(shim, standin, checkpoint_dir):
     url, output, env = shim
     task_id = requests.post(f"{url}/release_task", json=SONG, timeout=30).json()["data"]["task_id"]
@@ -128,6 +146,16 @@ def test_worker_errors_reach_the_client_as_status_2_with_the_reason(shim):
     # format_input is a runsync job; this worker has no LM, and says so
     fmt = requests.post(f"{url}/format_input", json={"caption": "x"}, timeout=120)
     assert fmt.status_code == 502 and "LM" in fmt.json()["error"]
+
+
+def test_a_body_runpod_would_refuse_is_refused_at_once(shim, standin):
+    url, _, _ = shim
+    jobs = len(standin.jobs)
+    # about 10.5 MB: under ACESTEP_MAX_BODY_BYTES (48 MiB), over RunPod's /run payload limit
+    big = json.dumps({**SONG, "task_type": "cover", "src_audio_base64": "A" * 10_500_000})
+    answer = requests.post(f"{url}/release_task", data=big, headers={"Content-Type": "application/json"}, timeout=30)
+    assert answer.status_code == 413 and "RunPod's /run payload limit" in answer.json()["error"]
+    assert len(standin.jobs) == jobs  # no job was made, nothing was billed
 
 
 def test_runpod_429_and_5xx_are_retried(shim, standin):

@@ -44,12 +44,25 @@ def test_upload_then_download_the_presigned_url_and_decode(s3_server, bucket, tm
 
 
 def test_the_jobs_s3config_wins_over_the_environment_bucket(s3_server, bucket, tmp_path):
-    settings = env_bucket("http://127.0.0.1:9", "env-bucket-that-does-not-exist", tmp_path)
+    settings = env_bucket("http://127.0.0.1:9", "env-bucket-that-does-not-exist", tmp_path).model_copy(
+        update={"allow_private_endpoints": True})  # moto listens on loopback
     job_bucket = {"endpointUrl": s3_server, "accessId": "test-key", "accessSecret": "test-secret-value",
                   "bucketName": bucket}
     target = choose_target(settings, job_bucket)
     [item] = target.deliver([mp3()], "job-9")
     assert s3_client(s3_server).head_object(Bucket=bucket, Key=item.key)["ContentType"] == "audio/mpeg"
+
+
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:9000", "http://localhost", "http://169.254.169.254",
+                                      "http://10.0.0.7:9000", "http://192.168.1.2", "http://[::1]:80",
+                                      "http://[fd00::1]", "http://0.0.0.0:80"])
+def test_a_jobs_bucket_must_be_on_a_public_address(endpoint):
+    job_bucket = {"endpointUrl": endpoint, "accessId": "a", "accessSecret": "s", "bucketName": "b"}
+    with pytest.raises(InputError, match=r"^s3Config.endpointUrl must point to a public address"):
+        choose_target(Settings(), job_bucket)
+    assert choose_target(Settings(ACESTEP_ALLOW_PRIVATE_ENDPOINTS=True), job_bucket).kind == "s3"  # operator's choice
+    with pytest.raises(InputError, match="must be an http:// or https:// URL"):
+        choose_target(Settings(), {**job_bucket, "endpointUrl": "file:///etc/passwd"})
 
 
 def test_an_incomplete_s3config_is_a_clear_input_error(tmp_path):

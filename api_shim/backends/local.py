@@ -41,6 +41,7 @@ class LocalBackend:
         self.load_error: str | None = None
         self._live: dict[str, Task] = {}  # queued or running, by id
         self._waiting: list[str] = []  # queued ids in order
+        self._waiting_bytes = 0  # audio input bytes the queued tasks hold (ACESTEP_QUEUE_MAX_BYTES)
         self._lock = threading.Lock()
         self._slots: asyncio.Semaphore | None = None  # tasks in flight; waiters are woken in order
         self._running: set[asyncio.Task] = set()
@@ -77,6 +78,7 @@ class LocalBackend:
             with self._lock:
                 if task.task_id in self._waiting:
                     self._waiting.remove(task.task_id)
+                    self._waiting_bytes -= request.audio_input_bytes
             await self._generate(task, request)
 
     async def _generate(self, task: Task, request: GenerateRequest) -> None:
@@ -127,12 +129,18 @@ class LocalBackend:
         except (InputError, UnsupportedError) as err:
             raise ApiError(400, str(err)) from None
         task = Task.new(request.prompt, request.lyrics)
+        size, budget = request.audio_input_bytes, self.settings.queue_max_bytes
         with self._lock:
             if len(self._waiting) >= self.settings.queue_maxsize:
                 raise ApiError(429, f"the queue is full ({self.settings.queue_maxsize} tasks waiting); retry later",
                                headers={"Retry-After": "10"})
+            if self._waiting_bytes and self._waiting_bytes + size > budget:
+                raise ApiError(429, f"the queue is full: waiting tasks hold {self._waiting_bytes} bytes of audio "
+                                    f"inputs and this one brings {size}, over ACESTEP_QUEUE_MAX_BYTES ({budget}); "
+                                    f"retry later", headers={"Retry-After": "10"})
             self._live[task.task_id] = task
             self._waiting.append(task.task_id)
+            self._waiting_bytes += size
             task.queue_position = len(self._waiting)
         self.store.save(task)
         running = asyncio.create_task(self._run(task, request))
