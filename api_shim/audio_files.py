@@ -7,6 +7,7 @@ other non-audio file in the folder are refused as well.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -50,7 +51,8 @@ async def serve(request: Request, raw: str | None, root: Path, store: TaskStore,
         raise ApiError(404, "no audio at this path (finished audio is kept for ACESTEP_RESULT_TTL seconds)")
     url, content_type = remote
     try:
-        check_public_url(url, "the audio's bucket URL", allow_private)
+        # resolving the host blocks: off the event loop, so other requests are not held up by a slow DNS
+        await asyncio.to_thread(check_public_url, url, "the audio's bucket URL", allow_private)
     except InputError as err:
         raise ApiError(502, str(err)) from None
     headers = {"range": request.headers["range"]} if "range" in request.headers else {}

@@ -36,20 +36,21 @@ class BodyBudget:
 
     @contextmanager
     def reading(self):
-        taken = [0]
+        taken = 0
 
         def take(size: int) -> None:
+            nonlocal taken
             if self.held + size > self.capacity:
                 raise ApiError(503, f"the server is reading {self.held} bytes of other requests "
                                     f"(ACESTEP_BODY_BUDGET_BYTES {self.capacity}); retry shortly",
                                headers={"Retry-After": "2"})
             self.held += size
-            taken[0] += size
+            taken += size
 
         try:
             yield take
         finally:
-            self.held -= taken[0]
+            self.held -= taken
 
 
 def body_limit(settings: Settings, backend: str, route: str) -> tuple[int, str]:
@@ -99,18 +100,19 @@ async def read_body(request: Request, settings: Settings, budget: BodyBudget, li
 
 async def _read_json(request: Request, limit: int, budget: BodyBudget, limit_name: str) -> Any:
     """413 past ``limit`` bytes (the declared length first, then while reading), 400 when it is not JSON."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"the request body is {int(declared)} bytes; at most {limit} are accepted ({limit_name})")
+    header = request.headers.get("content-length", "")
+    declared = int(header) if header.isdigit() else None
+    if declared is not None and declared > limit:
+        raise ApiError(413, f"the request body is {declared} bytes; at most {limit} are accepted ({limit_name})")
     chunks, size = [], 0
     with budget.reading() as take:
-        if declared.isdigit():
-            take(int(declared))  # reserved up front: refused before a byte is read
+        if declared is not None:
+            take(declared)  # reserved up front: refused before a byte is read
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
                 raise ApiError(413, f"the request body is larger than {limit} bytes ({limit_name})")
-            if not declared.isdigit():
+            if declared is None:
                 take(len(chunk))
             chunks.append(chunk)
         raw = b"".join(chunks)

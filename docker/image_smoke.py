@@ -27,7 +27,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the tests' tiny checkpoint writers and helpers
 WORK = ROOT / ".image-smoke"
 TAG = "localhost/acestep-worker:smoke"
 BASE_TAG = "localhost/acestep-smoke-base:bookworm"
@@ -118,7 +118,6 @@ def make_context() -> Path:
         if source.is_file() and not name.startswith(".image-smoke/"):
             (context / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, context / name)
-    sys.path.insert(0, str(ROOT))
     from inference.lm.demo import make_demo_lm
     from tests.original_layout import write_original_checkpoint
 
@@ -245,15 +244,11 @@ def serverless(root: Path, config: dict) -> dict:
     return {"songs": len(songs), "song_seconds": round(durations[0], 2), "start_to_served_s": round(seconds, 2)}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def pod(root: Path, config: dict) -> dict:
     """MODE=pod: the HTTP API; the guide's curl + jq workflow must download songs that decode."""
     import httpx
+
+    from tests.conftest import free_port
 
     port = free_port()
     cmd = entrypoint_command(root, config, {"MODE": "pod", "ACESTEP_API_HOST": "127.0.0.1",
