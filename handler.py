@@ -5,7 +5,10 @@
     python handler.py --rp_serve_api          # RunPod's local API server (/run, /runsync, /status)
 
 Actions (``input.action``): ``generate`` (default), ``models``, ``format_input``. Every failure is a
-one-line ``{"error": ...}`` without paths or secrets, and the worker goes on serving.
+one-line ``{"error": ...}`` without paths or secrets, and the worker goes on serving, with two exceptions:
+after a fatal GPU error the answer also carries ``refresh_worker: true``, so RunPod replaces this worker
+instead of sending it more jobs it would fail; and a failed upload lists the audios that did reach the
+bucket under ``uploaded``.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ os.environ.setdefault("RUNPOD_DEBUG_LEVEL", "INFO")
 
 import runpod  # noqa: E402
 
-from inference.errors import AceStepError, CheckpointError, InputError, public_message  # noqa: E402
+from inference.accelerator_faults import AcceleratorFault  # noqa: E402
+from inference.errors import AceStepError, CheckpointError, InputError, StorageError, public_message  # noqa: E402
 from inference.gpu_worker import GpuWorker  # noqa: E402
 from inference.service import GenerationService  # noqa: E402
 from inference.settings import Settings  # noqa: E402
-from inference.storage import secrets_of  # noqa: E402
+from inference.delivery import secrets_of  # noqa: E402
 
 ACTIONS = ("generate", "models", "format_input")
 PROGRESS_INTERVAL_S = 1.0
@@ -40,6 +44,10 @@ try:
     LOAD_ERROR: str | None = None
 except CheckpointError as err:
     SERVICE, LOAD_ERROR = None, str(err)
+    log.error("cannot serve: %s", LOAD_ERROR)
+except Exception as err:  # a broken install or GPU: one clear line, never a traceback at import
+    log.exception("loading failed")
+    SERVICE, LOAD_ERROR = None, public_message(err, secrets_of(SETTINGS))
     log.error("cannot serve: %s", LOAD_ERROR)
 # one GPU thread (compatible waiting jobs render as one batch), encoding and upload beside it
 WORKER = GpuWorker(SERVICE) if SERVICE else None
@@ -82,7 +90,12 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
     except AceStepError as err:
         message = public_message(err, secrets_of(SETTINGS, s3_config))
         log.warning("job %s failed: %s", job_id, message)
-        return {"error": message}
+        failed: dict[str, Any] = {"error": message}
+        if isinstance(err, AcceleratorFault):
+            failed["refresh_worker"] = True  # RunPod stops this worker after the job and starts a fresh one
+        if isinstance(err, StorageError) and err.uploaded:
+            failed["uploaded"] = [{"url": d.url, "key": d.key} for d in err.uploaded]
+        return failed
     except Exception as err:  # the worker must survive anything a job does
         message = public_message(err, secrets_of(SETTINGS, s3_config))
         log.exception("job %s failed unexpectedly: %s", job_id, message)
@@ -90,9 +103,10 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def concurrency_modifier(current: int) -> int:
-    """Jobs this worker takes at once: one batch generating, the others waiting to join the next batch or
-    encoding and uploading."""
-    return SETTINGS.job_concurrency
+    """Jobs this worker takes at once (ACESTEP_JOB_CONCURRENCY, default 2 here): one generating while the last
+    one is encoded and uploaded. More lets compatible jobs render as one batch, but a job taken early waits inside
+    the worker, against RunPod's execution timeout and hidden from the autoscaler's queue depth."""
+    return SETTINGS.worker_concurrency
 
 
 if __name__ == "__main__":

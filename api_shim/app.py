@@ -29,7 +29,7 @@ from api_shim.task_store import TaskStore
 from inference.errors import public_message
 from inference.schema import FormatInputRequest, FormatInputResponse, GenerateRequest, ModelsResponse
 from inference.settings import Settings
-from inference.storage import secrets_of
+from inference.delivery import secrets_of
 
 log = logging.getLogger("acestep.shim")
 PURGE_EVERY_S = 3600.0
@@ -162,7 +162,8 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
 
 
 async def _purge_forever(store: TaskStore, settings: Settings) -> None:
-    """Forget tasks older than ACESTEP_RESULT_TTL and delete their audio, at start and then hourly."""
+    """Forget tasks older than ACESTEP_RESULT_TTL and delete their audio, at start and then hourly (or every
+    quarter of the TTL when that is shorter)."""
     root = os.path.realpath(settings.shim_output_dir)
     while True:
         try:
@@ -176,4 +177,4 @@ async def _purge_forever(store: TaskStore, settings: Settings) -> None:
                          len(paths))
         except Exception:
             log.exception("purging old tasks failed")
-        await asyncio.sleep(PURGE_EVERY_S)
+        await asyncio.sleep(min(PURGE_EVERY_S, settings.result_ttl_s / 4))

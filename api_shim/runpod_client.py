@@ -1,7 +1,16 @@
 """RunPod's serverless queue API (``/run``, ``/runsync``, ``/status``, ``/cancel``, ``/health``) over HTTP.
 
-429, 5xx and network errors are retried with exponential backoff (``Retry-After`` honoured up to 30 s);
-other 4xx answers fail at once. Messages never include the API key.
+A call is sent again only when that cannot create a second job. Reads (``/status``, ``/health``) and
+``/cancel`` are retried on 429, 5xx and network errors. Calls that create a job (``/run``, ``/runsync``) are
+retried only when RunPod provably did not take them: a 429 (RunPod refused it), or a connection that was never
+made (refused, timed out connecting, no free connection in the pool). After a 5xx, a read timeout or a
+dropped connection the job may exist, so the caller is told that instead of being billed twice. Backoff is
+exponential, ``Retry-After`` is honoured up to 30 s, other 4xx answers fail at once, and no message ever
+includes the API key.
+
+RunPod's SDK has an asynchronous endpoint client (``runpod.endpoint.AsyncioEndpoint``); it is not used here
+because it has no ``runsync``, does not look at HTTP statuses (a 429 or 5xx answer becomes a ``KeyError`` on
+the missing job id), sets no timeouts and retries nothing, and reads the base URL from a module global.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import httpx
 
 log = logging.getLogger("acestep.shim.runpod")
 FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)  # the request never left this process
 
 
 class RunPodError(Exception):
@@ -30,48 +40,58 @@ class RunPodClient:
         self.attempts = attempts
         self.backoff_s = backoff_s
         self._http = httpx.AsyncClient(base_url=f"{base_url.rstrip('/')}/{endpoint_id}", timeout=timeout_s,
-                                       headers={"Authorization": f"Bearer {api_key}"})
+                                       headers={"Authorization": f"Bearer {api_key}"},
+                                       limits=httpx.Limits(max_connections=32, max_keepalive_connections=16))
 
     async def close(self) -> None:
         await self._http.aclose()
 
-    async def _call(self, method: str, path: str, body: Any = None, timeout_s: float | None = None) -> dict:
+    async def _call(self, method: str, path: str, body: Any = None, timeout_s: float | None = None,
+                    creates_job: bool = False) -> dict:
+        name = f"{method} {path.split('?')[0]}"
         reason = "no answer"
         for attempt in range(1, self.attempts + 1):
             delay = self.backoff_s * 2 ** (attempt - 1)
             try:
                 response = await self._http.request(method, path, json=body,
                                                     timeout=timeout_s if timeout_s else httpx.USE_CLIENT_DEFAULT)
+            except NOT_SENT as err:
+                reason = f"could not connect ({type(err).__name__})"
             except httpx.TransportError as err:
+                if creates_job:
+                    raise RunPodError(504 if isinstance(err, httpx.TimeoutException) else 502,
+                                      f"RunPod did not answer {name} ({type(err).__name__}); it may have created the "
+                                      f"job, so the request was not sent again") from None
                 reason = f"network error ({type(err).__name__})"
             else:
-                if response.status_code == 429 or response.status_code >= 500:
-                    reason = f"HTTP {response.status_code}"
+                status = response.status_code
+                if status == 429 or (status >= 500 and not creates_job):
+                    reason = f"HTTP {status}"
                     retry_after = response.headers.get("retry-after", "")
                     if retry_after.isdigit():
                         delay = min(float(retry_after), 30.0)
-                elif response.status_code >= 400:
-                    raise RunPodError(response.status_code, f"RunPod answered HTTP {response.status_code} to "
-                                                            f"{method} {path.split('?')[0]}: {_short(response)}")
+                elif status >= 500:
+                    raise RunPodError(502, f"RunPod answered HTTP {status} to {name}: {_short(response)}; it may have "
+                                           f"created the job, so the request was not sent again")
+                elif status >= 400:
+                    raise RunPodError(status, f"RunPod answered HTTP {status} to {name}: {_short(response)}")
                 else:
                     try:
                         return response.json()
                     except ValueError:
-                        raise RunPodError(502, f"RunPod answered {method} {path} with something that is not "
-                                               f"JSON") from None
+                        raise RunPodError(502, f"RunPod answered {name} with something that is not JSON") from None
             if attempt < self.attempts:
-                log.warning("RunPod %s %s: %s (attempt %d/%d); retrying in %.1f s", method, path.split("?")[0],
-                            reason, attempt, self.attempts, delay)
+                log.warning("RunPod %s: %s (attempt %d/%d); retrying in %.1f s", name, reason, attempt,
+                            self.attempts, delay)
                 await asyncio.sleep(delay)
-        raise RunPodError(502, f"RunPod did not accept {method} {path.split('?')[0]} after {self.attempts} "
-                               f"attempt(s): {reason}")
+        raise RunPodError(502, f"RunPod did not accept {name} after {self.attempts} attempt(s): {reason}")
 
     async def run(self, job_input: dict[str, Any]) -> dict:
-        return await self._call("POST", "/run", {"input": job_input})
+        return await self._call("POST", "/run", {"input": job_input}, creates_job=True)
 
     async def runsync(self, job_input: dict[str, Any], wait_ms: int = 90_000) -> dict:
         return await self._call("POST", f"/runsync?wait={wait_ms}", {"input": job_input},
-                                timeout_s=wait_ms / 1000 + 30)
+                                timeout_s=wait_ms / 1000 + 30, creates_job=True)
 
     async def status(self, job_id: str) -> dict:
         return await self._call("GET", f"/status/{job_id}")
@@ -86,7 +106,8 @@ class RunPodClient:
 def _short(response: httpx.Response) -> str:
     try:
         data = response.json()
-        text = data.get("error") or data.get("message") or data.get("detail") or str(data)
+        text = (data.get("error") or data.get("message") or data.get("detail") or str(data)) \
+            if isinstance(data, dict) else str(data)
     except ValueError:
         text = response.text
     return " ".join(str(text).split())[:200] or response.reason_phrase

@@ -14,6 +14,7 @@ import time
 import urllib.parse
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from api_shim.models import FAILED, QUEUED_OR_RUNNING, SUCCEEDED, JobCounts
 from api_shim.tasks import Task
@@ -24,6 +25,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     created REAL, started REAL, finished REAL, items TEXT, error TEXT, remote_id TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created);
+CREATE TABLE IF NOT EXISTS shim_values (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS remote_audio (
     path TEXT PRIMARY KEY, url TEXT NOT NULL, content_type TEXT, task_id TEXT, created REAL
 );
@@ -89,6 +91,16 @@ class TaskStore:
             else:
                 counts.running += n
         return counts, (round(mean, 3) if mean is not None else None)
+
+    # --- small values the shim remembers (the models its endpoint reported) ---
+    def set_value(self, key: str, value: Any) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO shim_values VALUES (?, ?)", (key, json.dumps(value)))
+
+    def get_value(self, key: str) -> Any:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM shim_values WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
 
     # --- audio kept in a bucket ---
     def add_remote_audio(self, path: str, url: str, content_type: str, task_id: str) -> None:

@@ -272,7 +272,7 @@ def encode_and_upload(duration: float) -> None:
         print("upload: skipped (moto not installed)")
         return
     from inference.settings import Settings
-    from inference.storage import choose_target
+    from inference.delivery import choose_target
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

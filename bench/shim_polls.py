@@ -18,8 +18,6 @@ import argparse
 import http.client
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,12 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from bench.processes import free_port, stop  # noqa: E402
 
 
 def request(conn: http.client.HTTPConnection, method: str, path: str, body: dict | None = None) -> dict:
@@ -139,11 +132,7 @@ def main() -> None:
         print(busy_line)
         print(f"poll_p99_ms {p99:.1f}")
     finally:
-        shim.send_signal(signal.SIGINT)
-        try:
-            shim.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            shim.kill()
+        stop(shim)
 
 
 if __name__ == "__main__":

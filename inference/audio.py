@@ -33,6 +33,29 @@ MP3_MIN_KBPS, MP3_MAX_KBPS = 32, 320
 _LOSSY_LEVELS = {"ogg": 0.5, "opus": 0.75}
 
 
+# expected bits per second of the formats without a fixed rate, for sizing a job's output before it is made:
+# vorbis and opus at the levels above on full-band music; FLAC at about 60 % of 16-bit PCM
+_EXPECTED_KBPS = {"ogg": 190, "opus": 160}
+FLAC_RATIO = 0.6
+WAV_HEADER_BYTES = 44
+
+
+def expected_bytes(audio_format: str, mp3_bitrate: int, duration_s: float, songs: int, sample_rate: int,
+                   channels: int = 2) -> int:
+    """About how many bytes ``songs`` encoded songs of ``duration_s`` will take: exact for wav, within a few
+    percent for mp3 (constant bitrate), typical for the variable-rate formats."""
+    pcm = sample_rate * channels * 2 * duration_s
+    if audio_format == "wav":
+        one = pcm + WAV_HEADER_BYTES
+    elif audio_format == "flac":
+        one = pcm * FLAC_RATIO
+    elif audio_format == "mp3":
+        one = min(max(mp3_bitrate, MP3_MIN_KBPS), MP3_MAX_KBPS) * 1000 / 8 * duration_s
+    else:
+        one = _EXPECTED_KBPS[audio_format] * 1000 / 8 * duration_s
+    return int(one * songs)
+
+
 @dataclass(frozen=True)
 class EncodedAudio:
     data: bytes

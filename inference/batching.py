@@ -6,6 +6,11 @@ pipeline takes once per call), up to ``max_size`` songs, and renders them in one
 costs far less accelerator time than 8 calls. Nothing waits on purpose, so a job alone is not delayed. If a
 batch of several jobs fails (out of memory, a fault in one job's input), each job is rendered again alone,
 so no job fails for having shared a batch with another.
+
+Every submitted job is settled, whatever happens: its key and size are computed when it is submitted (a
+job whose key cannot be computed fails there, in its caller), a render that returns the wrong number of
+results is a failure of that render, and a job whose caller stopped waiting (a cancelled RunPod job) leaves
+the list, or is left out of the batch it was taken into, instead of being rendered for nobody.
 """
 
 from __future__ import annotations
@@ -24,11 +29,18 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
+class RenderCountError(RuntimeError):
+    """A render returned a different number of results than it was given items."""
+
+
 @dataclass
 class _Waiting(Generic[Item]):
     item: Item
+    key: Hashable
+    size: int
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
+    abandoned: bool = False  # its caller stopped waiting; set on the caller's loop, read on the render thread
 
 
 class Batcher(Generic[Item, Result]):
@@ -45,26 +57,35 @@ class Batcher(Generic[Item, Result]):
     async def submit(self, item: Item) -> Result:
         """Render ``item``, batched with whatever compatible work is waiting when the accelerator frees up."""
         loop = asyncio.get_running_loop()
-        waiting = _Waiting(item, loop.create_future(), loop)
+        waiting = _Waiting(item, self._key(item), self._size(item), loop.create_future(), loop)
         with self._lock:
             self._waiting.append(waiting)
         # one turn on the accelerator thread per submitted item: a turn that finds its item already taken by an
         # earlier batch returns at once, so every item is served and none twice
         loop.run_in_executor(self._executor, self._turn)
-        return await waiting.future
+        try:
+            return await waiting.future
+        except asyncio.CancelledError:
+            waiting.abandoned = True
+            with self._lock:
+                if waiting in self._waiting:
+                    self._waiting.remove(waiting)
+            raise
 
     def _take_group(self) -> list[_Waiting[Item]]:
         with self._lock:
-            if not self._waiting:
+            live = [w for w in self._waiting if not w.abandoned]
+            if not live:
+                self._waiting.clear()
                 return []
-            head = self._waiting.pop(0)
-            group, total, key = [head], self._size(head.item), self._key(head.item)
-            for other in list(self._waiting):
-                size = self._size(other.item)
-                if total + size <= self.max_size and self._key(other.item) == key:
+            head = live[0]
+            group, total = [head], head.size
+            for other in live[1:]:
+                if total + other.size <= self.max_size and other.key == head.key:
                     group.append(other)
-                    total += size
-                    self._waiting.remove(other)
+                    total += other.size
+            taken = {id(w) for w in group}
+            self._waiting = [w for w in live if id(w) not in taken]
             return group
 
     def _turn(self) -> None:
@@ -72,22 +93,34 @@ class Batcher(Generic[Item, Result]):
         if not group:
             return
         try:
-            results = self.render([w.item for w in group])
+            results = self._render_checked([w.item for w in group])
         except Exception as err:  # noqa: BLE001 - reported to the job(s) that asked
             if len(group) == 1:
                 _settle(group[0], error=err)
                 return
             log.warning("a batch of %d jobs failed (%s); rendering each alone", len(group), err)
             for waiting in group:
+                if waiting.abandoned:
+                    continue
                 try:
-                    [result] = self.render([waiting.item])
+                    [result] = self._render_checked([waiting.item])
                 except Exception as alone:  # noqa: BLE001
                     _settle(waiting, error=alone)
                 else:
                     _settle(waiting, result=result)
             return
-        for waiting, result in zip(group, results, strict=True):
+        except BaseException as err:  # the thread is going down: nobody may wait forever
+            for waiting in group:
+                _settle(waiting, error=err)
+            raise
+        for waiting, result in zip(group, results):
             _settle(waiting, result=result)
+
+    def _render_checked(self, items: list[Item]) -> list[Result]:
+        results = list(self.render(items))
+        if len(results) != len(items):
+            raise RenderCountError(f"the render returned {len(results)} result(s) for {len(items)} job(s)")
+        return results
 
 
 def _settle(waiting: _Waiting, result=None, error: BaseException | None = None) -> None:
@@ -99,4 +132,7 @@ def _settle(waiting: _Waiting, result=None, error: BaseException | None = None) 
         else:
             waiting.future.set_result(result)
 
-    waiting.loop.call_soon_threadsafe(settle)
+    try:
+        waiting.loop.call_soon_threadsafe(settle)
+    except RuntimeError:  # the caller's loop is closed: nobody is waiting any more
+        log.debug("a job's event loop closed before its result was ready")

@@ -29,6 +29,6 @@ def check_public_url(url: str, field: str, allow_private: bool) -> None:
         raise InputError(f"{field}: the host {parts.hostname[:100]!r} does not resolve") from None
     for info in infos:
         address = ipaddress.ip_address(info[4][0].split("%")[0])
-        if not address.is_global:
+        if not address.is_global or address.is_multicast:  # Python counts some multicast ranges as global
             raise InputError(f"{field} must point to a public address: {parts.hostname[:100]!r} is a loopback, "
-                             f"private or link-local one (ACESTEP_ALLOW_PRIVATE_ENDPOINTS allows it)")
+                             f"private, link-local or multicast one (ACESTEP_ALLOW_PRIVATE_ENDPOINTS allows it)")

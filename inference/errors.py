@@ -35,7 +35,12 @@ class GenerationError(AceStepError):
 
 
 class StorageError(AceStepError):
-    """The audio was made but could not be delivered; it is kept on the worker's disk."""
+    """The audio was made but could not be delivered; it is kept on the worker's disk. ``uploaded`` lists the
+    audios of the job that did reach the bucket before the failure (``inference.delivery.Delivered``)."""
+
+    def __init__(self, message: str, uploaded: list | None = None):
+        super().__init__(message)
+        self.uploaded = list(uploaded or [])
 
 
 _ABSOLUTE_PATH = re.compile(r"(?<![\w:/.])/(?:[\w.@+-]+/)*[\w.@+-]+")
@@ -65,3 +70,7 @@ def public_message(err: BaseException, secrets: tuple[str, ...] = ()) -> str:
     detail = redact(str(err), secrets)
     return one_line(f"internal error ({type(err).__name__}: {detail})" if detail else
                     f"internal error ({type(err).__name__})")
+
+
+class CancelledJob(AceStepError):
+    """Every job of a render stopped waiting for it (RunPod cancelled them, or their timeout passed)."""

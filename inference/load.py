@@ -22,7 +22,7 @@ from inference.compile import CompileReport, after_warm_up, compile_pipeline
 from inference.errors import CheckpointError
 from inference.manifest import check_manifest
 from inference.hardware import allow_tf32, effective_limits, pick_device, pick_dtype, tier_for
-from inference.schema import TASK_TYPES, BASE_MODEL_TASKS, Limits
+from inference.schema import Limits
 from inference.settings import Settings
 from inference.vae_decode import ChunkPlan, chunk_plan_for, decode_latents, fold_weight_norm
 
@@ -85,7 +85,9 @@ class LoadedPipeline:
 
     @property
     def task_types(self) -> list[str]:
-        return [t for t in TASK_TYPES if not (self.is_turbo and t in BASE_MODEL_TASKS)]
+        from inference.model_catalog import task_types
+
+        return task_types(self.is_turbo)
 
 
 def check_checkpoint_folder(path: Path) -> None:

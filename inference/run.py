@@ -70,9 +70,19 @@ def _plan(loaded: LoadedPipeline, request: GenerateRequest) -> _Plan:
     if loaded.random_weights:
         warnings.append(RANDOM_WEIGHTS_WARNING)
     seeds, seed_warnings = resolve_seeds(request)
-    duration = request.audio_duration if request.audio_duration is not None else DEFAULT_DURATION_S
+    duration = planned_duration(loaded, request)
     lyrics = INSTRUMENTAL_LYRICS_FOR_DIT if request.is_instrumental else request.lyrics
     return _Plan(request, duration, seeds, lyrics, warnings + seed_warnings)
+
+
+def planned_duration(loaded: LoadedPipeline, request: GenerateRequest, source_s: float | None = None) -> float:
+    """The length asked for the songs: the request's, else the default capped by this deployment's longest.
+    ``source_s``: the length of the source audio, which a render without a duration of its own does not
+    exceed (the duration of what will come out, for sizing it)."""
+    if request.audio_duration is not None:
+        return request.audio_duration
+    default = min(DEFAULT_DURATION_S, loaded.limits.max_duration_s)
+    return min(default, source_s) if source_s is not None else default
 
 
 def batch_key(request: GenerateRequest) -> tuple:

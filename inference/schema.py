@@ -70,6 +70,7 @@ MIN_AUDIO_INPUT_RATE, MAX_AUDIO_INPUT_RATE = 8_000, 192_000  # Hz
 MAX_AUDIO_INPUT_CHANNELS = 8
 AUDIO_INPUT_FIELDS = ("src_audio_base64", "reference_audio_base64")
 _UNKNOWN_FRAMES = 2**63 - 1  # libsndfile's length when the header does not say (a streamed FLAC)
+MAX_MESSAGE_CHARS = 500  # an error message, all problems together
 
 # Keys that select a field by another name (API.md section 3), per canonical field.
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -107,7 +108,12 @@ def _is_unset(value: Any) -> bool:
 
 
 def _clip(value: Any, limit: int = 40) -> str:
-    text = repr(value)
+    """A short repr of a caller's value for a message (an int too long to print is described instead)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's limit on digits printed, or something holding one
+        text = (f"an integer of about {int(value.bit_length() * 0.30103)} digits" if isinstance(value, int)
+                else f"a {type(value).__name__} with a huge integer")
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -144,7 +150,7 @@ class SongFields(BaseModel):
             candidate = f"{parts[0][:1].upper()}{parts[0][1:]} {parts[1].lower()}"
             if candidate in VALID_KEYSCALES:
                 return candidate
-        raise ValueError(f"must be a note A-G with an optional #/b and 'major' or 'minor', e.g. 'F# minor' "
+        raise ValueError(f"must be a note A-G with an optional # or b and 'major' or 'minor', e.g. 'F# minor' "
                          f"(got {_clip(value)})")
 
     @field_validator("time_signature", mode="before")
@@ -152,7 +158,12 @@ class SongFields(BaseModel):
     def _time_signature(cls, value):
         if _is_unset(value):
             return ""
-        text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+        if isinstance(value, str):
+            text = value.strip()
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**6:
+            text = str(value)
+        else:
+            text = None
         text = _TIME_SIGNATURE_FORMS.get(text, text)
         if text in VALID_TIME_SIGNATURES:
             return text
@@ -239,7 +250,7 @@ class GenerateRequest(SongFields):
             raise ValueError("-1 (random) cannot be mixed with explicit seeds")
         for item in items:
             if not (item == -1 or 0 <= item <= SEED_MAX):
-                raise ValueError(f"must be -1 (random) or between 0 and {SEED_MAX} (got {item})")
+                raise ValueError(f"must be -1 (random) or between 0 and {SEED_MAX} (got {_clip(item)})")
         return items[0] if len(items) == 1 else items
 
     @field_validator("src_audio_base64", "reference_audio_base64", mode="after")
@@ -328,8 +339,14 @@ class GenerateRequest(SongFields):
 
 
 def unreadable_audio(field: str, err: Exception) -> InputError:
-    first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+    # libsndfile's own words without soundfile's "Error opening <_io.BytesIO object at 0x...>: " before them
+    reason = getattr(err, "error_string", None) or str(err) or type(err).__name__
+    first_line = _clip_text(reason.splitlines()[0] if reason.strip() else type(err).__name__, 200)
     return InputError(f"{field} is not an audio file libsndfile can read (wav, flac, ogg, opus, mp3): {first_line}")
+
+
+def _clip_text(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _check_audio_header(data: bytes, field: str) -> None:
@@ -373,7 +390,7 @@ def _source_dict(value: Any, name: str) -> dict[str, Any]:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, nested too deep, or an int too long to read
             raise InputError(f"{name} must be a JSON object (a dict or a JSON string of one)") from None
     if not isinstance(value, Mapping):
         raise InputError(f"{name} must be a JSON object (a dict or a JSON string of one), got {type(value).__name__}")
@@ -475,7 +492,7 @@ def describe_validation_error(err: ValidationError, model: type[BaseModel] | Non
             continue
         kind, given = item["type"], item.get("input")
         if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}:
-            parts.append(f"{name} must be {_range_text(name, model)} (got {given!r})")
+            parts.append(f"{name} must be {_range_text(name, model)} (got {_clip(given)})")
         elif kind == "string_too_long":
             limit = item.get("ctx", {}).get("max_length")
             parts.append(f"{name} must be at most {limit} characters (got {len(given)})")
@@ -484,7 +501,7 @@ def describe_validation_error(err: ValidationError, model: type[BaseModel] | Non
         elif kind == "value_error":
             message = str(item.get("ctx", {}).get("error", item["msg"]))
             parts.append(message if name == "input" else f"{name} {message}")
-        elif kind in {"int_parsing", "int_from_float", "int_type"}:
+        elif kind in {"int_parsing", "int_parsing_size", "int_from_float", "int_type", "finite_number"}:
             extra = f" {_range_text(name, model)}" if _range_text(name, model) else ""
             parts.append(f"{name} must be an integer{extra} (got {_clip(given)})")
         elif kind in {"float_parsing", "float_type"}:
@@ -496,7 +513,22 @@ def describe_validation_error(err: ValidationError, model: type[BaseModel] | Non
             parts.append(f"{name} must be a string (got {type(given).__name__})")
         else:
             parts.append(f"{name}: {item['msg']} (got {_clip(given)})")
-    return "; ".join(parts)
+    return _join_problems(parts)
+
+
+def _join_problems(parts: list[str], limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``parts`` joined by '; ', as many whole ones as fit in ``limit`` characters, then how many more there are."""
+    text = ""
+    for count, part in enumerate(parts):
+        rest = len(parts) - count - 1
+        tail = f"; and {rest} more problem(s)" if rest else ""
+        candidate = f"{text}; {part}" if text else part
+        if len(candidate) + len(tail) > limit:
+            if not text:  # one problem longer than a whole message: its start
+                return _clip_text(part, limit - len(tail)) + tail
+            return f"{text}; and {rest + 1} more problem(s)"  # fits: it did when the last part was added
+        text = candidate
+    return text
 
 
 # --- responses (API.md section 4) ----------------------------------------------------------------

@@ -8,34 +8,35 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from inference import run
-from inference.audio import encode_all
+from inference.accelerator_faults import lm_out_of_memory_error, out_of_memory
+from inference.audio import encode_all, expected_bytes
 from inference.audio_input import decode_audio_inputs
-from inference.errors import UnsupportedError
+from inference.errors import CancelledJob, UnsupportedError
 from inference.lm.load import load_lm
 from inference.lm.planner import LmPlanner
 from inference.lm.sampling import Sampling
 from inference.lm.stage import Prepared, prepare, user_metas
 from inference.load import LoadedPipeline, load_pipeline
+from inference.model_catalog import describe_models
 from inference.schema import (
     AudioOut,
     FormatInputRequest,
     FormatInputResponse,
     GenerateRequest,
     GenerateResponse,
-    LmModelInfo,
-    ModelInfo,
     ModelsResponse,
     Timings,
     parse_format_input_request,
     parse_generate_request,
 )
 from inference.settings import Settings
-from inference.storage import Target, choose_target
+from inference.delivery import Target, choose_target
 
 if TYPE_CHECKING:
     import torch
@@ -55,6 +56,7 @@ class Staged:
     progress: run.ProgressFn | None = None
     audio_inputs: dict[str, torch.Tensor] = field(default_factory=dict)
     prepared: Prepared | None = None
+    cancelled: threading.Event = field(default_factory=threading.Event)  # its caller stopped waiting
 
 
 @dataclass
@@ -87,12 +89,8 @@ class GenerationService:
         return self.planner.name if self.planner else None
 
     def models(self) -> ModelsResponse:
-        name = self.loaded.dit_model
-        lm_models = [LmModelInfo(name=self.planner.name, is_loaded=True)] if self.planner else []
-        return ModelsResponse(
-            models=[ModelInfo(name=name, is_default=True, is_loaded=True, task_types=self.loaded.task_types,
-                              supports_audio_codes=self.loaded.supports_audio_codes)],
-            default_model=name, lm_models=lm_models)
+        return describe_models(self.loaded.dit_model, self.planner.name if self.planner else None,
+                               self.loaded.is_turbo, self.loaded.supports_audio_codes)
 
     def format_input(self, job_input: Any) -> FormatInputResponse:
         """The LM rewrites caption and lyrics and fills in the metadata the caller did not give."""
@@ -101,8 +99,13 @@ class GenerationService:
             raise UnsupportedError("format_input needs the 5 Hz LM, which this worker has not loaded "
                                    "(ACESTEP_LM_MODEL)")
         user = user_metas(request)
-        run = self.planner.format(request.prompt, request.lyrics, user,
-                                  Sampling(temperature=request.temperature), random.randrange(2**32))
+        try:
+            run = self.planner.format(request.prompt, request.lyrics, user,
+                                      Sampling(temperature=request.temperature), random.randrange(2**32))
+        except RuntimeError as err:
+            if out_of_memory(err):
+                raise lm_out_of_memory_error() from None
+            raise
         out = run.output
         return FormatInputResponse(
             caption=out.caption or request.prompt, lyrics=out.lyrics or request.lyrics,
@@ -137,6 +140,8 @@ class GenerationService:
         if target is None:
             target = choose_target(self.settings, s3_config)  # a bad s3Config fails before any GPU time is spent
         audio_inputs = decode_audio_inputs(request, self.loaded.sample_rate)
+        if request.audio_duration is not None or self.planner is None:  # else the LM chooses it: checked in plan
+            self._check_deliverable(request, target, audio_inputs)
         return Staged(job_id, request, target, started, progress, audio_inputs)
 
     def plan(self, staged: Staged) -> Staged:
@@ -144,8 +149,22 @@ class GenerationService:
         request = staged.request
         if staged.progress and self.planner and (request.thinking or request.use_format or request.sample_query):
             staged.progress(0.0, "planning")
-        staged.prepared = prepare(self.planner, request, self.loaded.supports_audio_codes)
+        try:
+            staged.prepared = prepare(self.planner, request, self.loaded.supports_audio_codes)
+        except RuntimeError as err:
+            if out_of_memory(err):
+                raise lm_out_of_memory_error() from None
+            raise
+        self._check_deliverable(staged.prepared.request, staged.target, staged.audio_inputs)
         return staged
+
+    def _check_deliverable(self, request: GenerateRequest, target: Target, audio_inputs: dict) -> None:
+        """Refuse, before the DiT runs, songs the target could not take (inline delivery's size limit)."""
+        source = audio_inputs.get("src_audio_base64")
+        duration = run.planned_duration(self.loaded, request,
+                                        source.shape[-1] / self.loaded.sample_rate if source is not None else None)
+        target.check_fits(expected_bytes(request.audio_format, request.mp3_bitrate, duration, request.batch_size,
+                                         self.loaded.sample_rate))
 
     @staticmethod
     def batch_key(staged: Staged) -> tuple:
@@ -162,12 +181,13 @@ class GenerationService:
         listeners = [s.progress for s in staged if s.progress is not None]
 
         def progress(fraction: float, stage: str) -> None:
+            if all(s.cancelled.is_set() for s in staged):
+                raise CancelledJob(f"cancelled while generating ({', '.join(s.job_id for s in staged)})")
             for listener in listeners:
                 listener(fraction, stage)
 
-        generations = run.generate(self.loaded, [s.prepared.request for s in staged],
-                                   progress if listeners else None, [s.prepared.codes for s in staged],
-                                   staged[0].audio_inputs)
+        generations = run.generate(self.loaded, [s.prepared.request for s in staged], progress,
+                                   [s.prepared.codes for s in staged], staged[0].audio_inputs)
         if len(staged) > 1:
             log.info("rendered %d jobs in one batch (%s)", len(staged), ", ".join(s.job_id for s in staged))
         rendered = []

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 SEVEN_DAYS_S = 7 * 24 * 3600
+RUNPOD_VOLUME = "/runpod-volume"  # where RunPod mounts a serverless endpoint's network volume
 
 
 class Settings(BaseModel):
@@ -82,9 +83,15 @@ class Settings(BaseModel):
     upload_backoff_s: float = Field(
         0.5, ge=0.0, le=30.0, alias="ACESTEP_UPLOAD_BACKOFF",
         description="First retry delay in seconds; it doubles with each further try.")
-    undelivered_dir: Path = Field(
-        Path("/tmp/acestep-undelivered"), alias="ACESTEP_UNDELIVERED_DIR",
-        description="Where audio is kept when its upload fails, so nothing made is lost.")
+    undelivered_dir: Path | None = Field(
+        None, alias="ACESTEP_UNDELIVERED_DIR",
+        description="Where audio is kept when its delivery fails, so nothing made is lost; unset = "
+                    "/runpod-volume/acestep-undelivered when a RunPod network volume is mounted (reachable after the "
+                    "worker is gone), else /tmp/acestep-undelivered.")
+    undelivered_ttl_s: int = Field(
+        86400, ge=60, alias="ACESTEP_UNDELIVERED_TTL",
+        description="Seconds kept audio stays in ACESTEP_UNDELIVERED_DIR; older job folders are removed whenever "
+                    "audio is kept.")
     allow_private_endpoints: bool = Field(
         False, alias="ACESTEP_ALLOW_PRIVATE_ENDPOINTS",
         description="Let a job's s3Config endpoint, and the shim's fetches of bucket audio, be loopback, private or "
@@ -100,11 +107,12 @@ class Settings(BaseModel):
         SEVEN_DAYS_S, ge=1, le=SEVEN_DAYS_S, alias="BUCKET_URL_EXPIRY",
         description="Lifetime of presigned URLs in seconds (S3 allows at most 7 days).")
 
-    job_concurrency: int = Field(
-        4, ge=1, le=16, alias="ACESTEP_JOB_CONCURRENCY",
-        description="Jobs a worker takes at once (RunPod's concurrency_modifier; the shim's tasks in flight in pod "
-                    "mode): one batch generates while the others encode and upload or wait; compatible waiting "
-                    "jobs (same duration, steps, ...) render as one batch.")
+    job_concurrency: int | None = Field(
+        None, ge=1, le=16, alias="ACESTEP_JOB_CONCURRENCY",
+        description="Jobs in flight at once: one generates while the others are encoded and uploaded or wait, and "
+                    "compatible waiting jobs render as one batch. Unset = 2 on a RunPod worker (concurrency_modifier: "
+                    "a job taken early waits inside the worker against RunPod's execution timeout, hidden from the "
+                    "autoscaler), 4 in pod mode (the tasks wait in the same process either way, so more batch).")
 
     # --- set by RunPod on its workers ---
     runpod_post_output_url: str | None = Field(
@@ -138,8 +146,9 @@ class Settings(BaseModel):
         None, alias="ACESTEP_TASK_DB",
         description="Shim: SQLite file of task records; unset = tasks.sqlite3 in the shim's output folder.")
     result_ttl_s: int = Field(
-        SEVEN_DAYS_S, ge=24 * 3600, alias="ACESTEP_RESULT_TTL",
-        description="Shim: how long finished tasks and their local audio files are kept (at least 24 h).")
+        SEVEN_DAYS_S, ge=60, alias="ACESTEP_RESULT_TTL",
+        description="Shim: seconds finished tasks and their local audio files are kept (at least 60); they are "
+                    "removed at start and then every hour, or every quarter of this when that is shorter.")
 
     # --- the shim's RunPod backend ---
     runpod_endpoint_id: str | None = Field(
@@ -151,6 +160,13 @@ class Settings(BaseModel):
     runpod_attempts: int = Field(
         5, ge=1, le=10, alias="ACESTEP_RUNPOD_ATTEMPTS",
         description="Shim: tries per RunPod API call on 429, 5xx or a network error, with backoff.")
+    runpod_timeout_s: float = Field(
+        30.0, ge=1.0, le=600.0, alias="ACESTEP_RUNPOD_TIMEOUT",
+        description="Shim: seconds to wait for an answer from RunPod's API (runsync waits longer by design).")
+    task_timeout_s: float = Field(
+        7200.0, ge=10.0, alias="ACESTEP_TASK_TIMEOUT",
+        description="Shim (runpod backend): a task still unfinished this many seconds after it was submitted is "
+                    "cancelled at RunPod and fails with that reason, so none stays running forever.")
     runpod_backoff_s: float = Field(
         0.5, ge=0.0, le=30.0, alias="ACESTEP_RUNPOD_BACKOFF",
         description="Shim: first retry delay in seconds for RunPod API calls; it doubles with each try.")
@@ -189,6 +205,23 @@ class Settings(BaseModel):
         if self.shim_backend != "auto":
             return self.shim_backend == "runpod"
         return bool(self.runpod_endpoint_id and self.runpod_api_key)
+
+    @property
+    def worker_concurrency(self) -> int:
+        """Jobs a RunPod worker takes at once (its concurrency_modifier)."""
+        return self.job_concurrency or 2
+
+    @property
+    def pod_concurrency(self) -> int:
+        """Tasks the shim's pod mode keeps in flight."""
+        return self.job_concurrency or 4
+
+    @property
+    def undelivered_folder(self) -> Path:
+        if self.undelivered_dir is not None:
+            return self.undelivered_dir
+        volume = Path(RUNPOD_VOLUME)
+        return volume / "acestep-undelivered" if volume.is_dir() else Path("/tmp/acestep-undelivered")
 
     @property
     def env_bucket_configured(self) -> bool:

@@ -7,7 +7,10 @@ It speaks both sides of the queue as RunPod's SDK and HTTP API use them, so ever
   ``concurrency_modifier`` allows several jobs, ``job-take-batch`` (long-poll, 204 when idle),
   posts progress and results to ``job-done`` and long-polls ``job-stop``.
 A job whose result carries ``error`` ends FAILED, as on RunPod. Test controls under ``/_standin/``: fail the
-next client calls with given HTTP statuses, forget every job (RunPod keeps results for 30 minutes), count calls.
+next client calls of a route (``run``, ``status``, ...; ``any`` for every route) with given HTTP statuses, hold
+the answer to the next call of a route for some seconds after doing it (a timeout after RunPod took the
+request), finish the next ``/run`` job at once with a given output (what a worker, or an attacker's fake
+bucket behind one, could return), forget every job (RunPod keeps results for 30 minutes), count calls.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ class RunPodStandIn:
         self.worker_key = worker_key
         self.jobs: dict[str, dict] = {}
         self.waiting: asyncio.Queue | None = None
-        self.fail_next: list[int] = []
+        self.fail_next: dict[str, list[int]] = {}
+        self.hang_next: dict[str, float] = {}
+        self.complete_next: list[dict] = []  # outputs the next /run jobs finish with at once, as a worker would
         self.calls: Counter = Counter()
         self.app = self._build()
 
@@ -48,20 +53,31 @@ class RunPodStandIn:
             client_side = not any(part in path for part in ("/job-take/", "/job-take-batch/", "/job-done/",
                                                             "/job-stop/", "/ping", "/_standin/"))
             if client_side:
-                self.calls[f"{request.method} {path.split('/')[3] if path.count('/') >= 3 else path}"] += 1
+                route = path.split("/")[3] if path.count("/") >= 3 else path
+                self.calls[f"{request.method} {route}"] += 1
                 if request.headers.get("authorization", "") not in (f"Bearer {self.client_key}", self.client_key):
                     return JSONResponse({"error": "Unauthorized"}, status_code=401)
-                if self.fail_next:
-                    status = self.fail_next.pop(0)
-                    self.calls[f"injected {status}"] += 1
-                    return JSONResponse({"error": f"injected {status}"}, status_code=status)
+                for key in (route, "any"):
+                    if self.fail_next.get(key):
+                        status = self.fail_next[key].pop(0)
+                        self.calls[f"injected {status}"] += 1
+                        return JSONResponse({"error": f"injected {status}"}, status_code=status)
+                hang = self.hang_next.pop(route, 0.0)
+                if hang:
+                    answer = await call_next(request)  # done, but the answer comes too late
+                    self.calls[f"hung {route}"] += 1
+                    await asyncio.sleep(hang)
+                    return answer
             elif "/_standin/" not in path and request.headers.get("authorization", "") != self.worker_key:
                 return JSONResponse({"error": "worker not authorized"}, status_code=401)
             return await call_next(request)
 
         @app.post(base + "/run")
         async def run(endpoint_id: str, request: Request):
-            job = self._new_job((await request.json())["input"])
+            job = self._new_job((await request.json())["input"], queued=not self.complete_next)
+            if self.complete_next:
+                job.update(status="COMPLETED", output=self.complete_next.pop(0), started=time.time(),
+                           finished=time.time())
             return {"id": job["id"], "status": job["status"]}
 
         @app.post(base + "/runsync")
@@ -151,8 +167,20 @@ class RunPodStandIn:
         # --- test controls ---
         @app.post("/_standin/fail_next")
         async def fail_next(request: Request):
-            self.fail_next.extend((await request.json())["statuses"])
-            return {"queued_faults": len(self.fail_next)}
+            body = await request.json()
+            self.fail_next.setdefault(body.get("route", "any"), []).extend(body["statuses"])
+            return {"queued_faults": sum(len(v) for v in self.fail_next.values())}
+
+        @app.post("/_standin/hang_next")
+        async def hang_next(request: Request):
+            body = await request.json()
+            self.hang_next[body["route"]] = float(body["seconds"])
+            return {}
+
+        @app.post("/_standin/complete_next")
+        async def complete_next(request: Request):
+            self.complete_next.append((await request.json())["output"])
+            return {}
 
         @app.post("/_standin/forget")
         async def forget():
@@ -166,11 +194,12 @@ class RunPodStandIn:
             self.waiting = asyncio.Queue()
         return self.waiting
 
-    def _new_job(self, job_input: dict) -> dict:
+    def _new_job(self, job_input: dict, queued: bool = True) -> dict:
         job = {"id": f"{uuid.uuid4()}-u1", "status": "IN_QUEUE", "input": job_input, "created": time.time(),
                "started": None, "finished": None, "output": None, "error": None}
         self.jobs[job["id"]] = job
-        self._queue().put_nowait(job["id"])
+        if queued:
+            self._queue().put_nowait(job["id"])
         return job
 
     @staticmethod

@@ -86,3 +86,32 @@ def test_every_item_is_served_exactly_once(size):
     results, _ = run(items, render, max_size=size)
     assert results == items
     assert sorted(seen) == sorted(items)
+
+
+def test_a_render_returning_the_wrong_number_of_results_fails_its_jobs_instead_of_hanging():
+    results, sizes = run([("k", 1, "a"), ("k", 1, "b")], lambda items: [])
+    assert [str(r) for r in results] == ["the render returned 0 result(s) for 1 job(s)"] * 2
+    assert sizes == [2, 1, 1]  # the batch, then each job alone
+    results, _ = run([("k", 1, "a"), ("k", 1, "b")], lambda items: items[:1])  # short only for a batch
+    assert results == [("k", 1, "a"), ("k", 1, "b")]
+
+
+def test_a_job_whose_key_cannot_be_computed_fails_at_once_and_the_others_are_served():
+    def key(item):
+        if item == "bad":
+            raise ValueError("no key for this job")
+        return 0
+
+    executor = ThreadPoolExecutor(max_workers=1)
+    batcher = Batcher(executor, lambda items: [i.upper() for i in items], key=key, size=lambda i: 1, max_size=8)
+
+    async def main():
+        return await asyncio.wait_for(asyncio.gather(batcher.submit("a"), batcher.submit("bad"), batcher.submit("c"),
+                                                     return_exceptions=True), timeout=5)
+
+    try:
+        a, bad, c = asyncio.run(main())
+    finally:
+        executor.shutdown()
+    assert (a, c) == ("A", "C")
+    assert isinstance(bad, ValueError) and str(bad) == "no key for this job"

@@ -41,6 +41,9 @@ BAD_INPUTS = [
     ({**GOOD, "mp3_bitrate": 1000}, "mp3_bitrate must be between 32 and 320 kbps (got 1000)"),
     ({**GOOD, "action": "dance"}, "action must be one of generate, models, format_input (got 'dance')"),
     ({**GOOD, "sample_query": "a song about cats"}, "sample_query needs the 5 Hz LM"),
+    # no bucket here: 2 × 120 s of wav (46 MB) could not be returned inline, so it is refused before generating
+    ({**GOOD, "audio_format": "wav", "audio_duration": 120},
+     "batch_size × audio_duration: the songs would be about 46.1 MB, more than can be returned inline (7.0 MB"),
 ]
 
 

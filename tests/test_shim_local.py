@@ -262,7 +262,7 @@ def test_a_full_queue_answers_429(checkpoint_dir, tmp_path):
     process, url = start_shim(checkpoint_dir, tmp_path / "out", ACESTEP_QUEUE_MAXSIZE="1")
     try:
         long_song = {**SONG, "duration": 120, "batch_size": 4}
-        # ACESTEP_JOB_CONCURRENCY (4) tasks are in flight, one more may wait, the next is refused
+        # ACESTEP_JOB_CONCURRENCY (4 in pod mode) tasks are in flight, one more may wait, the next is refused
         answers = [requests.post(f"{url}/release_task", json=long_song, timeout=30) for _ in range(8)]
         codes = [a.status_code for a in answers]
         assert codes.count(200) >= 1 and 429 in codes, codes

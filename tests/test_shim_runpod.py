@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
@@ -61,7 +62,7 @@ def shim(standin, worker, checkpoint_dir, tmp_path_factory):
     output = tmp_path_factory.mktemp("rp-shim") / "outputs"
     # the worker's bucket (moto) is on loopback: this shim's operator allows fetching from private addresses
     env = dict(RUNPOD_ENDPOINT_ID=ENDPOINT, RUNPOD_API_KEY=CLIENT_KEY, ACESTEP_ALLOW_PRIVATE_ENDPOINTS="1",
-               RUNPOD_ENDPOINT_BASE_URL=f"{standin.url}/v2", ACESTEP_RUNPOD_BACKOFF="0.05")
+               RUNPOD_ENDPOINT_BASE_URL=f"{standin.url}/v2", ACESTEP_RUNPOD_BACKOFF="0.05", ACESTEP_RUNPOD_TIMEOUT="2")
     process, url = start_shim(checkpoint_dir, output, **env)
     try:
         yield url, output, env
@@ -69,12 +70,16 @@ def shim(standin, worker, checkpoint_dir, tmp_path_factory):
         stop(process)
 
 
-def test_health_and_models_come_from_the_endpoint(shim):
+def test_health_comes_from_the_endpoint_and_models_wake_no_worker(shim, standin):
     url, _, _ = shim
     health = requests.get(f"{url}/health", timeout=10).json()["data"]
     assert health["status"] == "ok" and health["backend"] == "runpod"
-    models = requests.get(f"{url}/v1/models", timeout=120).json()["data"]  # a runsync job with action: models
-    assert models["default_model"] == "acestep-v15-turbo" and models["models"][0]["is_loaded"]
+    jobs = len(standin.jobs)
+    for _ in range(3):  # a client polling /v1/models must not bill a GPU job each time
+        models = requests.get(f"{url}/v1/models", timeout=10).json()["data"]
+        assert models["default_model"] == "acestep-v15-turbo" and models["models"][0]["is_loaded"]
+        assert models["models"][0]["task_types"] == ["text2music", "repaint", "cover"]  # a turbo model
+    assert len(standin.jobs) == jobs and standin.calls["POST runsync"] == 0
 
 
 def test_song_through_runpod_and_the_bucket(shim, standin, s3_server, s3_bucket):
@@ -113,6 +118,53 @@ def test_by_default_the_shim_fetches_bucket_audio_only_from_public_addresses(shi
         assert audio.status_code == 502 and "must point to a public address" in audio.json()["error"]
     finally:
         stop(process)
+
+
+def test_a_bucket_url_that_redirects_is_not_followed(shim, standin):
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    import threading
+
+    hits = []
+
+    class Internal(BaseHTTPRequestHandler):  # stands for a service inside the shim's network
+        def do_GET(self):
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"secret")
+
+        def log_message(self, *args):
+            pass
+
+    internal = ThreadingHTTPServer(("127.0.0.1", 0), Internal)
+
+    class Redirecting(BaseHTTPRequestHandler):  # a "bucket" that sends the shim elsewhere
+        def do_GET(self):
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{internal.server_address[1]}/admin")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    bucket = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    for server in (internal, bucket):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url, _, _ = shim
+        output = {"audios": [{"url": f"http://127.0.0.1:{bucket.server_address[1]}/song.mp3", "format": "mp3",
+                              "seed": 1}], "dit_model": "acestep-v15-turbo", "metas": {}, "timings": {}}
+        requests.post(f"{standin.url}/_standin/complete_next", json={"output": output}, timeout=5)
+        task_id = requests.post(f"{url}/release_task", json=SONG, timeout=30).json()["data"]["task_id"]
+        item = wait_for_task(url, task_id, timeout=30)
+        [result] = json.loads(item["result"])
+        audio = requests.get(url + result["file"], timeout=30)
+        assert audio.status_code == 502 and "redirect, which is not followed" in audio.json()["error"]
+        assert hits == []  # the internal service never heard from the shim
+    finally:
+        for server in (internal, bucket):
+            server.shutdown()
 
 
 def test_results_outlive_runpods_memory_and_a_shim_restart(shim, standin, checkpoint_dir):
@@ -158,22 +210,117 @@ def test_a_body_runpod_would_refuse_is_refused_at_once(shim, standin):
     assert len(standin.jobs) == jobs  # no job was made, nothing was billed
 
 
-def test_runpod_429_and_5xx_are_retried(shim, standin):
+def test_a_429_on_run_is_retried_and_a_5xx_is_not_so_no_job_is_made_twice(shim, standin):
     url, _, _ = shim
-    before = standin.calls["injected 503"] + standin.calls["injected 429"]
-    requests.post(f"{standin.url}/_standin/fail_next", json={"statuses": [503, 429, 502]}, timeout=5)
+    before = standin.calls["injected 429"]
+    requests.post(f"{standin.url}/_standin/fail_next", json={"route": "run", "statuses": [429, 429]}, timeout=5)
     response = requests.post(f"{url}/release_task", json=SONG, timeout=60)
-    assert response.status_code == 200, response.text
-    assert standin.calls["injected 503"] + standin.calls["injected 429"] == before + 2
+    assert response.status_code == 200, response.text  # RunPod refused twice: provably no job, so sent again
+    assert standin.calls["injected 429"] == before + 2
     assert wait_for_task(url, response.json()["data"]["task_id"], timeout=180)["status"] == 1
 
-
-def test_runpod_failing_for_good_is_a_clear_error(shim, standin):
-    url, _, _ = shim
-    requests.post(f"{standin.url}/_standin/fail_next", json={"statuses": [503] * 5}, timeout=5)
+    runs = standin.calls["POST run"]
+    requests.post(f"{standin.url}/_standin/fail_next", json={"route": "run", "statuses": [503]}, timeout=5)
     response = requests.post(f"{url}/release_task", json=SONG, timeout=60)
-    assert response.status_code == 502
-    assert "5 attempt(s)" in response.json()["error"] and CLIENT_KEY not in response.text
+    assert response.status_code == 502 and "may have created the job" in response.json()["error"]
+    assert standin.calls["POST run"] == runs + 1  # not sent again
+    assert CLIENT_KEY not in response.text
+
+
+def test_a_timeout_after_runpod_took_the_job_is_not_retried(shim, standin):
+    url, _, _ = shim
+    jobs = len(standin.jobs)
+    requests.post(f"{standin.url}/_standin/hang_next", json={"route": "run", "seconds": 4}, timeout=5)
+    response = requests.post(f"{url}/release_task", json={**SONG, "batch_size": 1}, timeout=60)
+    assert response.status_code == 504 and "it may have created the job" in response.json()["error"]
+    assert len(standin.jobs) == jobs + 1  # one job, not one per retry
+
+
+def test_status_errors_are_retried_in_the_background(shim, standin):
+    url, _, _ = shim
+    task_id = requests.post(f"{url}/release_task", json=SONG, timeout=30).json()["data"]["task_id"]
+    requests.post(f"{standin.url}/_standin/fail_next", json={"route": "status", "statuses": [503, 500, 429]},
+                  timeout=5)
+    assert wait_for_task(url, task_id, timeout=180)["status"] == 1
+
+
+def test_runpod_unreachable_is_a_clear_error_after_retries(shim, checkpoint_dir, tmp_path):
+    _, _, env = shim
+    closed = f"http://127.0.0.1:{free_port()}/v2"  # nothing listens: the connection is never made
+    process, url = start_shim(checkpoint_dir, tmp_path / "out", wait_ready=False,
+                              **{**env, "RUNPOD_ENDPOINT_BASE_URL": closed})
+    try:
+        response = requests.post(f"{url}/release_task", json=SONG, timeout=60)
+        assert response.status_code == 502
+        assert "after 5 attempt(s): could not connect (ConnectError)" in response.json()["error"]
+        assert CLIENT_KEY not in response.text
+    finally:
+        stop(process)
+
+
+def test_a_task_nobody_polls_is_finished_and_kept_before_runpod_forgets_it(shim, standin):
+    url, _, _ = shim
+    task_id = requests.post(f"{url}/release_task", json=SONG, timeout=30).json()["data"]["task_id"]
+    remote = next(reversed(standin.jobs))
+    deadline = time.monotonic() + 180
+    while standin.jobs[remote]["status"] not in ("COMPLETED", "FAILED"):  # no client polls meanwhile
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(1.5)  # one round of the shim's own status checks
+    requests.post(f"{standin.url}/_standin/forget", timeout=5)  # RunPod drops results after 30 minutes
+    item = requests.post(f"{url}/query_result", json={"task_id_list": [task_id]}, timeout=10).json()["data"][0]
+    assert item["status"] == 1 and len(json.loads(item["result"])) == 2
+
+
+def test_one_query_of_many_ids_does_not_fan_out_to_runpod(shim, standin):
+    url, _, _ = shim
+    task_id = requests.post(f"{url}/release_task", json=SONG, timeout=30).json()["data"]["task_id"]
+    before = standin.calls["GET status"]
+    ids = [task_id] * 250 + [f"unknown-{i}" for i in range(250)]
+    answer = requests.post(f"{url}/query_result", json={"task_id_list": ids}, timeout=10)
+    assert answer.status_code == 200 and len(answer.json()["data"]) == 500
+    assert standin.calls["GET status"] - before <= 3  # the background checks only, never one per id
+    wait_for_task(url, task_id, timeout=180)
+
+
+def test_the_shim_killed_mid_poll_picks_its_tasks_up_again(shim, standin, checkpoint_dir, tmp_path):
+    _, _, env = shim
+    output = tmp_path / "out"
+    process, url = start_shim(checkpoint_dir, output, **env)
+    task_id = requests.post(f"{url}/release_task", json=SONG, timeout=30).json()["data"]["task_id"]
+    requests.post(f"{url}/query_result", json={"task_id_list": [task_id]}, timeout=10)
+    process.kill()  # no shutdown: as a crash or an OOM kill would
+    process.wait()
+    process, url = start_shim(checkpoint_dir, output, **env)
+    try:
+        item = wait_for_task(url, task_id, timeout=180)
+        assert item["status"] == 1
+        [first, _] = json.loads(item["result"])
+        assert decode(requests.get(url + first["file"], timeout=60).content)[1] == 48000
+    finally:
+        stop(process)
+
+
+def test_a_task_runpod_never_runs_expires_with_a_reason(checkpoint_dir, tmp_path):
+    idle = RunPodStandIn(ENDPOINT, CLIENT_KEY, WORKER_KEY)  # an endpoint whose job no worker ever takes
+    port = free_port()
+    with ServerThread(idle.app, port):
+        env = dict(RUNPOD_ENDPOINT_ID=ENDPOINT, RUNPOD_API_KEY=CLIENT_KEY, ACESTEP_TASK_TIMEOUT="10",
+                   RUNPOD_ENDPOINT_BASE_URL=f"http://127.0.0.1:{port}/v2", ACESTEP_RUNPOD_BACKOFF="0.05")
+        process, url = start_shim(checkpoint_dir, tmp_path / "out", **env)
+        try:
+            task_id = requests.post(f"{url}/release_task", json=SONG, timeout=30).json()["data"]["task_id"]
+            item = wait_for_task(url, task_id, timeout=60)
+            assert item["status"] == 2
+            [failed] = json.loads(item["result"])
+            assert failed["error"] == ("the task did not finish within 10 s (ACESTEP_TASK_TIMEOUT); its RunPod job "
+                                       "was cancelled")
+            [job] = idle.jobs.values()
+            assert job["status"] == "CANCELLED"  # no worker will pick it up and bill it later
+            stats = requests.get(f"{url}/v1/stats", timeout=10).json()["data"]
+            assert stats["jobs"]["failed"] == 1 and stats["queue_size"] == 0
+        finally:
+            stop(process)
 
 
 def test_runpod_sdk_endpoint_against_the_standin(standin, worker, s3_server):

@@ -8,10 +8,12 @@ import pytest
 import requests
 
 from conftest import decode, free_port, s3_client, stop, wait_for_http
+from s3_faults import S3Faults
 from inference.audio import encode
 from inference.errors import InputError, StorageError
 from inference.settings import Settings
-from inference.storage import InlineTarget, LocalTarget, S3Target, choose_target
+from inference.delivery import InlineTarget, LocalTarget, choose_target
+from inference.delivery.buckets import S3Target
 
 RATE = 48_000
 
@@ -22,9 +24,10 @@ def mp3(seconds=2.0, seed=0):
 
 
 def env_bucket(endpoint, bucket, tmp_path, **extra):
-    return Settings(BUCKET_ENDPOINT_URL=endpoint, BUCKET_ACCESS_KEY_ID="test-key",
-                    BUCKET_SECRET_ACCESS_KEY="test-secret-value", BUCKET_NAME=bucket, BUCKET_PREFIX="songs/v1",
-                    ACESTEP_UNDELIVERED_DIR=tmp_path / "kept", ACESTEP_UPLOAD_BACKOFF=0.05, **extra)
+    return Settings(**{"BUCKET_ENDPOINT_URL": endpoint, "BUCKET_ACCESS_KEY_ID": "test-key",
+                       "BUCKET_SECRET_ACCESS_KEY": "test-secret-value", "BUCKET_NAME": bucket,
+                       "BUCKET_PREFIX": "songs/v1", "ACESTEP_UNDELIVERED_DIR": tmp_path / "kept",
+                       "ACESTEP_UPLOAD_BACKOFF": 0.05, **extra})
 
 
 def test_upload_then_download_the_presigned_url_and_decode(s3_server, bucket, tmp_path):
@@ -55,7 +58,7 @@ def test_the_jobs_s3config_wins_over_the_environment_bucket(s3_server, bucket, t
 
 @pytest.mark.parametrize("endpoint", ["http://127.0.0.1:9000", "http://localhost", "http://169.254.169.254",
                                       "http://10.0.0.7:9000", "http://192.168.1.2", "http://[::1]:80",
-                                      "http://[fd00::1]", "http://0.0.0.0:80"])
+                                      "http://[fd00::1]", "http://0.0.0.0:80", "http://224.0.0.1"])
 def test_a_jobs_bucket_must_be_on_a_public_address(endpoint):
     job_bucket = {"endpointUrl": endpoint, "accessId": "a", "accessSecret": "s", "bucketName": "b"}
     with pytest.raises(InputError, match=r"^s3Config.endpointUrl must point to a public address"):
@@ -121,3 +124,108 @@ def test_inline_fits_or_says_to_configure_a_bucket_and_keeps_the_audio(tmp_path)
     with pytest.raises(StorageError, match="configure a bucket"):
         small.deliver([audio], "job-f")
     assert len(list((tmp_path / "kept" / "job-f").iterdir())) == 1
+
+
+def test_a_failure_in_the_middle_of_a_batch_reports_what_was_uploaded_and_keeps_the_rest(s3_server, bucket,
+                                                                                        tmp_path):
+    audios = [mp3(seed=s) for s in (6, 7, 8)]
+    with S3Faults(s3_server) as faults:
+        faults.pass_puts, faults.fail_all_puts = 1, 403  # the first upload lands, then the bucket refuses
+        with pytest.raises(StorageError) as caught:
+            choose_target(env_bucket(faults.url, bucket, tmp_path)).deliver(audios, "job-m")
+    message = str(caught.value)
+    assert "failed after 1 attempt(s): AccessDenied (HTTP 403)" in message
+    assert "1 of 3 were uploaded before the failure (listed in 'uploaded')" in message
+    assert "2 audio file(s) were kept on the worker for job job-m for 24 h" in message
+    [uploaded] = caught.value.uploaded
+    stored = s3_client(s3_server).get_object(Bucket=bucket, Key=uploaded.key)["Body"].read()
+    assert stored == audios[0].data
+    kept = sorted(p.read_bytes() for p in (tmp_path / "kept" / "job-m").iterdir())
+    assert kept == sorted(a.data for a in audios[1:])
+
+
+def test_bucket_5xx_is_retried_and_a_slow_bucket_still_delivers(s3_server, bucket, tmp_path):
+    with S3Faults(s3_server) as faults:
+        faults.fail_puts = [500, 503]
+        [first] = choose_target(env_bucket(faults.url, bucket, tmp_path)).deliver([mp3(seed=9)], "job-n")
+        assert faults.puts == 3  # two injected failures, then the real upload
+        faults.delay_s = 0.5
+        [second] = choose_target(env_bucket(faults.url, bucket, tmp_path)).deliver([mp3(seed=10)], "job-o")
+    for item in (first, second):
+        assert s3_client(s3_server).head_object(Bucket=bucket, Key=item.key)["ContentLength"] > 0
+
+
+def test_wrong_credentials_fail_at_once_without_retries(tmp_path):
+    import os
+
+    port = free_port()
+    # moto with authentication on: a key it does not know is refused, as a real bucket refuses it
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
+    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(endpoint, process, timeout=60)
+        settings = env_bucket(endpoint, "any-bucket", tmp_path, ACESTEP_UPLOAD_ATTEMPTS=5, ACESTEP_UPLOAD_BACKOFF=5)
+        with pytest.raises(StorageError, match=r"failed after 1 attempt\(s\): InvalidAccessKeyId \(HTTP 403\)"):
+            choose_target(settings).deliver([mp3()], "job-p")
+    finally:
+        stop(process)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KiB tmpfs (the tests run as root, as CI does): a disk that fills up."""
+    import os
+
+    assert os.geteuid() == 0, "this test mounts a tmpfs and needs root"
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_while_keeping_audio_never_loses_the_error(small_disk):
+    audios = [mp3(seconds=2.0, seed=s) for s in (11, 12)]  # about 48 KB each: the first fits, the second not
+    target = InlineTarget(max_bytes=1000, keep_dir=small_disk)
+    with pytest.raises(StorageError) as caught:
+        target.deliver(audios, "job-q")
+    message = str(caught.value)
+    assert message.startswith("the audio is 0.1 MB, more than can be returned inline")
+    assert "1 audio file(s) were kept on the worker for job job-q; the rest could not be kept either " \
+           "(No space left on device)" in message
+    assert [p.suffix for p in (small_disk / "job-q").iterdir()] == [".mp3"]  # no half-written file left
+
+
+def test_kept_audio_older_than_its_retention_is_removed(tmp_path):
+    import os
+    import time
+
+    from inference.delivery import undelivered
+
+    old = tmp_path / "kept" / "old-job"
+    old.mkdir(parents=True)
+    (old / "a.mp3").write_bytes(b"x")
+    hour_ago = time.time() - 3600
+    os.utime(old, (hour_ago, hour_ago))
+    kept = undelivered.keep([mp3(seed=13)], "new-job", tmp_path / "kept", ttl_s=600)
+    assert kept.count == 1 and kept.failure is None
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["new-job"]
+
+
+def test_a_job_that_could_not_be_returned_inline_is_refused_before_generating():
+    from inference.audio import expected_bytes
+    from inference.errors import UnsupportedError
+
+    target = choose_target(Settings())  # no bucket, no folder: inline, 7 MB
+    target.check_fits(expected_bytes("mp3", 192, 120, 2, RATE))  # 5.8 MB
+    with pytest.raises(UnsupportedError, match=r"^batch_size × audio_duration: the songs would be about 11.5 MB, more "
+                                               r"than can be returned inline \(7.0 MB"):
+        target.check_fits(expected_bytes("wav", 192, 60, 1, RATE))
+    # the estimate holds for what the encoder really writes
+    for fmt in ("mp3", "wav"):
+        real = len(encode(np.zeros((2, 5 * RATE), dtype=np.float32), RATE, fmt).data)
+        assert abs(real - expected_bytes(fmt, 192, 5, 1, RATE)) / real < 0.05

@@ -23,7 +23,7 @@ from api_shim.tasks import Task, success_items, unknown_task_item
 from inference.errors import AceStepError, CheckpointError, InputError, UnsupportedError, public_message
 from inference.schema import FormatInputResponse, GenerateRequest, ModelsResponse, parse_format_input_request
 from inference.settings import Settings
-from inference.storage import LocalTarget, secrets_of
+from inference.delivery import LocalTarget, secrets_of
 
 log = logging.getLogger("acestep.shim.local")
 
@@ -53,7 +53,7 @@ class LocalBackend:
         for task in self.store.unfinished():  # left behind by a previous process
             task.fail("the server restarted before this task finished; submit it again")
             self.store.save(task)
-        self._slots = asyncio.Semaphore(self.settings.job_concurrency)
+        self._slots = asyncio.Semaphore(self.settings.pod_concurrency)
         self._thread.start()
 
     async def stop(self) -> None:
@@ -109,6 +109,8 @@ class LocalBackend:
 
     # --- the API ---
     def _require_ready(self):
+        if self.worker is not None and self.worker.fault:
+            raise ApiError(503, f"this server cannot generate any more: {self.worker.fault}; restart it")
         if self.service is None:
             if self.load_error:
                 raise ApiError(503, f"the model could not be loaded: {self.load_error}")
@@ -116,6 +118,8 @@ class LocalBackend:
         return self.service
 
     async def health(self) -> HealthData:
+        if self.worker is not None and self.worker.fault:  # a broken GPU: the server must be restarted
+            return HealthData(status="unavailable", models_loaded=False, backend="local", error=self.worker.fault)
         if self.service is not None:
             return HealthData(status="ok", models_loaded=True, backend="local")
         if self.load_error:

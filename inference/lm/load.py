@@ -48,7 +48,26 @@ def lm_location(settings: Settings, device: torch.device) -> tuple[Path | None, 
 
 
 def load_lm(settings: Settings, device: torch.device, dtype: torch.dtype) -> LoadedLM | None:
+    """The LM, or None when it is off; the tier's default LM failing to load (any error: a broken file, out of
+    memory) leaves the worker serving without it, with one warning, instead of failing its cold start."""
     path, explicit = lm_location(settings, device)
+    if explicit or path is None:
+        return _load(settings, path, explicit, device, dtype)
+    try:
+        return _load(settings, path, explicit, device, dtype)
+    except Exception as err:  # noqa: BLE001 - optional: the DiT serves on without it
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        reason = first if isinstance(err, CheckpointError) else f"{type(err).__name__}: {first}"
+        log.warning("the default 5 Hz LM failed to load, serving without it (thinking, use_format, sample_query and "
+                    "format_input are off): %s", reason)
+        from inference.hardware import free_accelerator_memory
+
+        free_accelerator_memory()
+        return None
+
+
+def _load(settings: Settings, path: Path | None, explicit: bool, device: torch.device,
+          dtype: torch.dtype) -> LoadedLM | None:
     if path is None:
         log.info("the 5 Hz LM is off (ACESTEP_LM_MODEL=none)")
         return None
@@ -69,7 +88,7 @@ def load_lm(settings: Settings, device: torch.device, dtype: torch.dtype) -> Loa
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True).to(device).eval()
         tokens = resolve_tokens(tokenizer)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: out of memory, a broken tensor file
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"could not load the 5 Hz LM at {path}: {first}") from None
     if not tokens.code_ids:
