@@ -92,6 +92,7 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
         log.warning("job %s failed: %s", job_id, message)
         failed: dict[str, Any] = {"error": message}
         if isinstance(err, AcceleratorFault):
+            failed["error"] = f"{message}; RunPod replaces it, submit the job again"
             failed["refresh_worker"] = True  # RunPod stops this worker after the job and starts a fresh one
         if isinstance(err, StorageError) and err.uploaded:
             failed["uploaded"] = [{"url": d.url, "key": d.key} for d in err.uploaded]
@@ -105,7 +106,10 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
 def concurrency_modifier(current: int) -> int:
     """Jobs this worker takes at once (ACESTEP_JOB_CONCURRENCY, default 2 here): one generating while the last
     one is encoded and uploaded. More lets compatible jobs render as one batch, but a job taken early waits inside
-    the worker, against RunPod's execution timeout and hidden from the autoscaler's queue depth."""
+    the worker, against RunPod's execution timeout and hidden from the autoscaler's queue depth. None once the GPU
+    is broken: RunPod is replacing this worker, and every job it took meanwhile would only fail."""
+    if WORKER is not None and WORKER.fault:
+        return 0
     return SETTINGS.worker_concurrency
 
 

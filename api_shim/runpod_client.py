@@ -16,6 +16,7 @@ the missing job id), sets no timeouts and retries nothing, and reads the base UR
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
@@ -47,10 +48,11 @@ class RunPodClient:
         await self._http.aclose()
 
     async def _call(self, method: str, path: str, body: Any = None, timeout_s: float | None = None,
-                    creates_job: bool = False) -> dict:
+                    creates_job: bool = False, attempts: int | None = None) -> dict:
         name = f"{method} {path.split('?')[0]}"
         reason = "no answer"
-        for attempt in range(1, self.attempts + 1):
+        attempts = attempts or self.attempts
+        for attempt in range(1, attempts + 1):
             delay = self.backoff_s * 2 ** (attempt - 1)
             try:
                 response = await self._http.request(method, path, json=body,
@@ -80,11 +82,11 @@ class RunPodClient:
                         return response.json()
                     except ValueError:
                         raise RunPodError(502, f"RunPod answered {name} with something that is not JSON") from None
-            if attempt < self.attempts:
-                log.warning("RunPod %s: %s (attempt %d/%d); retrying in %.1f s", name, reason, attempt,
-                            self.attempts, delay)
+            if attempt < attempts:
+                log.warning("RunPod %s: %s (attempt %d/%d); retrying in %.1f s", name, reason, attempt, attempts,
+                            delay)
                 await asyncio.sleep(delay)
-        raise RunPodError(502, f"RunPod did not accept {name} after {self.attempts} attempt(s): {reason}")
+        raise RunPodError(502, f"RunPod did not accept {name} after {attempts} attempt(s): {reason}")
 
     async def run(self, job_input: dict[str, Any]) -> dict:
         return await self._call("POST", "/run", {"input": job_input}, creates_job=True)
@@ -93,8 +95,8 @@ class RunPodClient:
         return await self._call("POST", f"/runsync?wait={wait_ms}", {"input": job_input},
                                 timeout_s=wait_ms / 1000 + 30, creates_job=True)
 
-    async def status(self, job_id: str) -> dict:
-        return await self._call("GET", f"/status/{job_id}")
+    async def status(self, job_id: str, attempts: int | None = None) -> dict:
+        return await self._call("GET", f"/status/{job_id}", attempts=attempts)
 
     async def cancel(self, job_id: str) -> dict:
         return await self._call("POST", f"/cancel/{job_id}")
@@ -111,3 +113,21 @@ def _short(response: httpx.Response) -> str:
     except ValueError:
         text = response.text
     return " ".join(str(text).split())[:200] or response.reason_phrase
+
+
+def job_error(state: dict[str, Any]) -> str | None:
+    """The reason a RunPod job failed, as one line: our handler's message, or the SDK's error record."""
+    error = state.get("error")
+    output = state.get("output")
+    if not error and isinstance(output, dict):
+        error = output.get("error")
+    if not error:
+        return None
+    if isinstance(error, str):
+        try:
+            record = json.loads(error)
+            if isinstance(record, dict) and record.get("error_message"):
+                error = f"{record.get('error_type', 'error')}: {record['error_message']}"
+        except json.JSONDecodeError:
+            pass
+    return " ".join(str(error).split())[:500]

@@ -108,6 +108,10 @@ class TaskStore:
             self._db.execute("INSERT OR REPLACE INTO remote_audio VALUES (?, ?, ?, ?, ?)",
                              (path, url, content_type, task_id, time.time()))
 
+    def forget_remote_audio(self, path: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM remote_audio WHERE path = ?", (path,))
+
     def remote_audio(self, path: str) -> tuple[str, str] | None:
         with self._lock:
             row = self._db.execute("SELECT url, content_type FROM remote_audio WHERE path = ?", (path,)).fetchone()

@@ -2,20 +2,22 @@
 
 After a device-side assert, an illegal memory access or a failed launch, the CUDA context is broken: every
 later kernel fails, so the worker must stop taking jobs (RunPod's ``refresh_worker``) rather than fail each
-of them. Out of memory is not such a failure: the memory is given back and the next job runs.
+of them. Other CUDA errors (an invalid launch configuration, an invalid argument) and out of memory leave the
+context usable: the job fails, its memory is given back, and the next job runs; treating them as fatal would
+let one caller recycle workers at will.
 """
 
 from __future__ import annotations
 
 import torch
 
-from inference.errors import GenerationError
-from inference.hardware import free_accelerator_memory
+from inference.errors import GenerationError, one_line, redact
 
-_FATAL_MARKERS = ("device-side assert", "illegal memory access", "unspecified launch failure",
-                  "illegal instruction", "misaligned address", "cuda error", "cublas_status_execution_failed",
-                  "cudnn_status_execution_failed", "cudnn_status_internal_error", "nccl error", "ecc error",
-                  "uncorrectable", "hip error")
+# what the CUDA runtime says when the context is lost (cudaErrorAssert, IllegalAddress, LaunchFailure, ...)
+_FATAL_MARKERS = ("device-side assert", "illegal memory access", "an illegal address", "unspecified launch failure",
+                  "illegal instruction", "misaligned address", "uncorrectable ecc", "launch timed out",
+                  "cublas_status_execution_failed", "hardware stop", "context is destroyed")
+_ACCELERATOR_ERROR = getattr(torch, "AcceleratorError", RuntimeError)  # torch >= 2.8 raises this one for CUDA
 
 
 class AcceleratorFault(GenerationError):
@@ -23,26 +25,22 @@ class AcceleratorFault(GenerationError):
 
 
 def is_fatal(err: BaseException) -> bool:
-    if isinstance(err, torch.OutOfMemoryError):
+    if not isinstance(err, (RuntimeError, _ACCELERATOR_ERROR)) or out_of_memory(err):
         return False
-    if isinstance(err, torch.AcceleratorError):
-        return True
     text = str(err).lower()
-    return isinstance(err, RuntimeError) and "out of memory" not in text and any(m in text for m in _FATAL_MARKERS)
+    return any(marker in text for marker in _FATAL_MARKERS)
 
 
 def fault_message(err: BaseException) -> str:
-    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-    return (f"the GPU hit an unrecoverable error ({first}); this worker takes no more jobs and is being replaced, "
-            f"submit the job again")
+    """One line for callers, the same in every mode (each adds what its users should do)."""
+    return one_line(f"the GPU hit an unrecoverable error ({redact(str(err).strip()[:200]) or type(err).__name__}); "
+                    f"this worker takes no more jobs")
 
 
 def out_of_memory(err: BaseException) -> bool:
-    return isinstance(err, torch.OutOfMemoryError) or (
-        isinstance(err, RuntimeError) and "out of memory" in str(err).lower() and not isinstance(err, AcceleratorFault))
+    return isinstance(err, torch.OutOfMemoryError) or (isinstance(err, RuntimeError) and
+                                                        "out of memory" in str(err).lower())
 
 
-def lm_out_of_memory_error() -> GenerationError:
-    free_accelerator_memory()
-    return GenerationError("out of GPU memory while the 5 Hz LM planned the song; try thinking=false, a shorter "
-                           "audio_duration or a smaller batch_size")
+LM_OUT_OF_MEMORY = ("out of GPU memory while the 5 Hz LM planned the song; try thinking=false, a shorter "
+                    "audio_duration or a smaller batch_size")

@@ -10,7 +10,9 @@ so no job fails for having shared a batch with another.
 Every submitted job is settled, whatever happens: its key and size are computed when it is submitted (a
 job whose key cannot be computed fails there, in its caller), a render that returns the wrong number of
 results is a failure of that render, and a job whose caller stopped waiting (a cancelled RunPod job) leaves
-the list, or is left out of the batch it was taken into, instead of being rendered for nobody.
+the list instead of being rendered for nobody (one already taken into a batch renders with it, unless the
+render's own check stops it: ``GenerationService.render_batch`` stops at the next step once all its jobs are
+cancelled).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class RenderCountError(RuntimeError):
     """A render returned a different number of results than it was given items."""
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: an item may hold tensors
 class _Waiting(Generic[Item]):
     item: Item
     key: Hashable
@@ -41,6 +43,7 @@ class _Waiting(Generic[Item]):
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
     abandoned: bool = False  # its caller stopped waiting; set on the caller's loop, read on the render thread
+    settled: bool = False  # its result or error has been handed to its loop (set on the render thread)
 
 
 class Batcher(Generic[Item, Result]):
@@ -93,6 +96,14 @@ class Batcher(Generic[Item, Result]):
         if not group:
             return
         try:
+            self._render_group(group)
+        finally:  # whatever escaped (a BaseException on the way down), nobody may wait forever
+            for waiting in group:
+                if not waiting.settled:
+                    _settle(waiting, error=RuntimeError("the accelerator thread stopped before this job was rendered"))
+
+    def _render_group(self, group: list[_Waiting[Item]]) -> None:
+        try:
             results = self._render_checked([w.item for w in group])
         except Exception as err:  # noqa: BLE001 - reported to the job(s) that asked
             if len(group) == 1:
@@ -109,10 +120,6 @@ class Batcher(Generic[Item, Result]):
                 else:
                     _settle(waiting, result=result)
             return
-        except BaseException as err:  # the thread is going down: nobody may wait forever
-            for waiting in group:
-                _settle(waiting, error=err)
-            raise
         for waiting, result in zip(group, results):
             _settle(waiting, result=result)
 
@@ -124,6 +131,8 @@ class Batcher(Generic[Item, Result]):
 
 
 def _settle(waiting: _Waiting, result=None, error: BaseException | None = None) -> None:
+    waiting.settled = True
+
     def settle() -> None:
         if waiting.future.done():  # the job was cancelled meanwhile
             return

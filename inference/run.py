@@ -17,6 +17,7 @@ import torch
 
 from inference.audio_input import decode_audio_inputs
 from inference.errors import GenerationError
+from inference.accelerator_faults import out_of_memory
 from inference.hardware import free_accelerator_memory
 from inference.load import LoadedPipeline
 from inference.schema import DEFAULT_DURATION_S, GenerateRequest, Metas
@@ -125,6 +126,7 @@ def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
         return callback_kwargs
 
     started = time.perf_counter()
+    audio = None
     try:
         with torch.inference_mode():
             output = loaded.pipe(
@@ -144,14 +146,12 @@ def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
                 progress(DIT_SHARE, "decoding")
             audio = normalise_levels(decode_latents(loaded.pipe.vae, output.audios, loaded.vae_plan))
             audio = audio.cpu().numpy()
-    except torch.OutOfMemoryError:
-        free_accelerator_memory()
-        raise GenerationError(_out_of_memory_message(len(seeds), duration)) from None
-    except RuntimeError as err:
-        if "out of memory" not in str(err).lower():
+    except RuntimeError as err:  # torch.OutOfMemoryError is one
+        if not out_of_memory(err):
             raise
+    if audio is None:  # out of memory; freed outside the except, whose traceback holds the batch's tensors
         free_accelerator_memory()
-        raise GenerationError(_out_of_memory_message(len(seeds), duration)) from None
+        raise GenerationError(_out_of_memory_message(len(seeds), duration))
     generate_s = time.perf_counter() - started
 
     if audio.shape[0] != len(seeds):

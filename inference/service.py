@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from inference import run
-from inference.accelerator_faults import lm_out_of_memory_error, out_of_memory
+from inference.accelerator_faults import LM_OUT_OF_MEMORY, out_of_memory
 from inference.audio import encode_all, expected_bytes
 from inference.audio_input import decode_audio_inputs
-from inference.errors import CancelledJob, UnsupportedError
+from inference.errors import CancelledJob, GenerationError, UnsupportedError
+from inference.hardware import free_accelerator_memory
 from inference.lm.load import load_lm
 from inference.lm.planner import LmPlanner
 from inference.lm.sampling import Sampling
@@ -99,13 +100,8 @@ class GenerationService:
             raise UnsupportedError("format_input needs the 5 Hz LM, which this worker has not loaded "
                                    "(ACESTEP_LM_MODEL)")
         user = user_metas(request)
-        try:
-            run = self.planner.format(request.prompt, request.lyrics, user,
-                                      Sampling(temperature=request.temperature), random.randrange(2**32))
-        except RuntimeError as err:
-            if out_of_memory(err):
-                raise lm_out_of_memory_error() from None
-            raise
+        run = _lm_call(self.planner.format, request.prompt, request.lyrics, user,
+                       Sampling(temperature=request.temperature), random.randrange(2**32))
         out = run.output
         return FormatInputResponse(
             caption=out.caption or request.prompt, lyrics=out.lyrics or request.lyrics,
@@ -149,12 +145,7 @@ class GenerationService:
         request = staged.request
         if staged.progress and self.planner and (request.thinking or request.use_format or request.sample_query):
             staged.progress(0.0, "planning")
-        try:
-            staged.prepared = prepare(self.planner, request, self.loaded.supports_audio_codes)
-        except RuntimeError as err:
-            if out_of_memory(err):
-                raise lm_out_of_memory_error() from None
-            raise
+        staged.prepared = _lm_call(prepare, self.planner, request, self.loaded.supports_audio_codes)
         self._check_deliverable(staged.prepared.request, staged.target, staged.audio_inputs)
         return staged
 
@@ -228,3 +219,15 @@ class GenerationService:
             timings=Timings(lm_s=round(generation.lm_s, 4), lm_tokens=rendered.lm_tokens,
                             generate_s=round(generation.generate_s, 4), encode_s=round(encode_s, 4),
                             upload_s=round(upload_s, 4), total_s=round(total_s, 4)))
+
+
+def _lm_call(fn, *args):
+    """``fn(*args)``, an LM out of memory turned into a friendly error. The memory is given back after the
+    ``except`` block: inside it, the traceback still holds the LM's activations."""
+    try:
+        return fn(*args)
+    except RuntimeError as err:
+        if not out_of_memory(err):
+            raise
+    free_accelerator_memory()
+    raise GenerationError(LM_OUT_OF_MEMORY)

@@ -125,7 +125,8 @@ class Settings(BaseModel):
     api_key: SecretStr | None = Field(None, alias="ACESTEP_API_KEY", description="Bearer key; unset = no auth.")
     queue_maxsize: int = Field(
         200, ge=1, alias="ACESTEP_QUEUE_MAXSIZE",
-        description="Shim: tasks that may wait for the GPU (local backend); one more answers HTTP 429.")
+        description="Shim: tasks that may be waiting or running at once (pod mode: waiting for the GPU; runpod "
+                    "backend: unfinished at RunPod); one more answers HTTP 429.")
     queue_max_bytes: int = Field(
         512 * 1024 * 1024, ge=0, alias="ACESTEP_QUEUE_MAX_BYTES",
         description="Shim: bytes of audio input files (src/reference audio, as decoded from base64) that waiting "

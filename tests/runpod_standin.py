@@ -9,7 +9,7 @@ It speaks both sides of the queue as RunPod's SDK and HTTP API use them, so ever
 A job whose result carries ``error`` ends FAILED, as on RunPod. Test controls under ``/_standin/``: fail the
 next client calls of a route (``run``, ``status``, ...; ``any`` for every route) with given HTTP statuses, hold
 the answer to the next call of a route for some seconds after doing it (a timeout after RunPod took the
-request), finish the next ``/run`` job at once with a given output (what a worker, or an attacker's fake
+request), slow every ``/status`` answer down (the most answered at once is counted), finish the next ``/run`` job at once with a given output (what a worker, or an attacker's fake
 bucket behind one, could return), forget every job (RunPod keeps results for 30 minutes), count calls.
 """
 
@@ -39,6 +39,9 @@ class RunPodStandIn:
         self.fail_next: dict[str, list[int]] = {}
         self.hang_next: dict[str, float] = {}
         self.complete_next: list[dict] = []  # outputs the next /run jobs finish with at once, as a worker would
+        self.status_delay_s = 0.0  # how long each /status answer takes
+        self.status_in_flight = 0
+        self.status_most_in_flight = 0
         self.calls: Counter = Counter()
         self.app = self._build()
 
@@ -90,6 +93,12 @@ class RunPodStandIn:
 
         @app.get(base + "/status/{job_id}")
         async def status(endpoint_id: str, job_id: str):
+            self.status_in_flight += 1
+            self.status_most_in_flight = max(self.status_most_in_flight, self.status_in_flight)
+            try:
+                await asyncio.sleep(self.status_delay_s)
+            finally:
+                self.status_in_flight -= 1
             job = self.jobs.get(job_id)
             if job is None:
                 return JSONResponse({"error": "request does not exist"}, status_code=404)
@@ -175,6 +184,11 @@ class RunPodStandIn:
         async def hang_next(request: Request):
             body = await request.json()
             self.hang_next[body["route"]] = float(body["seconds"])
+            return {}
+
+        @app.post("/_standin/slow_status")
+        async def slow_status(request: Request):
+            self.status_delay_s = float((await request.json())["seconds"])
             return {}
 
         @app.post("/_standin/complete_next")

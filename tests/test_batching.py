@@ -115,3 +115,31 @@ def test_a_job_whose_key_cannot_be_computed_fails_at_once_and_the_others_are_ser
         executor.shutdown()
     assert (a, c) == ("A", "C")
     assert isinstance(bad, ValueError) and str(bad) == "no key for this job"
+
+
+def test_a_job_cancelled_while_waiting_for_the_accelerator_is_never_rendered():
+    rendered = []
+
+    def render(items):
+        rendered.extend(items)
+        return items
+
+    executor = ThreadPoolExecutor(max_workers=1)
+    busy = threading.Event()
+    executor.submit(busy.wait)
+    batcher = Batcher(executor, render, key=lambda i: 0, size=lambda i: 1, max_size=8)
+
+    async def main():
+        jobs = [asyncio.ensure_future(batcher.submit(name)) for name in ("a", "b", "c")]
+        await asyncio.sleep(0.05)  # all three wait in the batcher's list
+        jobs[1].cancel()
+        await asyncio.sleep(0.05)
+        busy.set()
+        return await asyncio.gather(*jobs, return_exceptions=True)
+
+    try:
+        a, b, c = asyncio.run(main())
+    finally:
+        executor.shutdown()
+    assert (a, c) == ("a", "c") and isinstance(b, asyncio.CancelledError)
+    assert rendered == ["a", "c"]

@@ -36,21 +36,26 @@ def s3_bucket(s3_server):
     return "runpod-songs"
 
 
-@pytest.fixture(scope="module")
-def worker(standin, checkpoint_dir, s3_server, s3_bucket, tmp_path_factory):
+def start_worker(standin: RunPodStandIn, checkpoint_dir, log_path, **extra: str) -> subprocess.Popen:
     """``python handler.py`` as RunPod starts it: the SDK's job loop pulls from the queue's worker endpoints."""
     base = f"{standin.url}/v2/{ENDPOINT}"
     env = worker_env(
         checkpoint_dir, RUNPOD_POD_ID="worker-1", RUNPOD_AI_API_KEY=WORKER_KEY,
         RUNPOD_WEBHOOK_GET_JOB=f"{base}/job-take/$ID?gpu=cpu",
-        RUNPOD_WEBHOOK_POST_OUTPUT=f"{base}/job-done/$RUNPOD_POD_ID/$ID?gpu=cpu",
-        BUCKET_ENDPOINT_URL=s3_server, BUCKET_ACCESS_KEY_ID="test-key", BUCKET_SECRET_ACCESS_KEY="test-secret-value",
-        BUCKET_NAME=s3_bucket, ACESTEP_WARMUP="0", ACESTEP_MAX_BATCH_SIZE="4")
-    log_path = tmp_path_factory.mktemp("rp-worker") / "worker.log"
+        RUNPOD_WEBHOOK_POST_OUTPUT=f"{base}/job-done/$RUNPOD_POD_ID/$ID?gpu=cpu", ACESTEP_WARMUP="0", **extra)
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, "handler.py"], cwd=ROOT, env=env, stdout=log,
                                    stderr=subprocess.STDOUT)
     process.log_path = log_path
+    return process
+
+
+@pytest.fixture(scope="module")
+def worker(standin, checkpoint_dir, s3_server, s3_bucket, tmp_path_factory):
+    process = start_worker(standin, checkpoint_dir, tmp_path_factory.mktemp("rp-worker") / "worker.log",
+                           BUCKET_ENDPOINT_URL=s3_server, BUCKET_ACCESS_KEY_ID="test-key",
+                           BUCKET_SECRET_ACCESS_KEY="test-secret-value", BUCKET_NAME=s3_bucket,
+                           ACESTEP_MAX_BATCH_SIZE="4")
     try:
         yield process
     finally:
@@ -258,47 +263,88 @@ def test_runpod_unreachable_is_a_clear_error_after_retries(shim, checkpoint_dir,
         stop(process)
 
 
-def test_a_task_nobody_polls_is_finished_and_kept_before_runpod_forgets_it(shim, standin):
+def test_a_task_is_followed_and_kept_without_any_client_asking_runpod(shim, standin):
     url, _, _ = shim
     task_id = requests.post(f"{url}/release_task", json=SONG, timeout=30).json()["data"]["task_id"]
-    remote = next(reversed(standin.jobs))
-    deadline = time.monotonic() + 180
-    while standin.jobs[remote]["status"] not in ("COMPLETED", "FAILED"):  # no client polls meanwhile
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    time.sleep(1.5)  # one round of the shim's own status checks
+    # polling /query_result only reads the shim's store: the shim itself follows the job at RunPod
+    done = wait_for_task(url, task_id, timeout=180)
     requests.post(f"{standin.url}/_standin/forget", timeout=5)  # RunPod drops results after 30 minutes
     item = requests.post(f"{url}/query_result", json={"task_id_list": [task_id]}, timeout=10).json()["data"][0]
-    assert item["status"] == 1 and len(json.loads(item["result"])) == 2
+    assert item == done and item["status"] == 1 and len(json.loads(item["result"])) == 2
 
 
-def test_one_query_of_many_ids_does_not_fan_out_to_runpod(shim, standin):
-    url, _, _ = shim
-    task_id = requests.post(f"{url}/release_task", json=SONG, timeout=30).json()["data"]["task_id"]
-    before = standin.calls["GET status"]
-    ids = [task_id] * 250 + [f"unknown-{i}" for i in range(250)]
-    answer = requests.post(f"{url}/query_result", json={"task_id_list": ids}, timeout=10)
-    assert answer.status_code == 200 and len(answer.json()["data"]) == 500
-    assert standin.calls["GET status"] - before <= 3  # the background checks only, never one per id
-    wait_for_task(url, task_id, timeout=180)
+def test_status_calls_are_bounded_however_many_tasks_and_ids_are_polled(checkpoint_dir, tmp_path):
+    idle = RunPodStandIn(ENDPOINT, CLIENT_KEY, WORKER_KEY)  # no worker: every task stays queued
+    idle.status_delay_s = 0.5  # a slow RunPod: checks overlap
+    port = free_port()
+    with ServerThread(idle.app, port):
+        env = dict(RUNPOD_ENDPOINT_ID=ENDPOINT, RUNPOD_API_KEY=CLIENT_KEY,
+                   RUNPOD_ENDPOINT_BASE_URL=f"http://127.0.0.1:{port}/v2", ACESTEP_RUNPOD_BACKOFF="0.05")
+        process, url = start_shim(checkpoint_dir, tmp_path / "out", **env)
+        try:
+            ids = [requests.post(f"{url}/release_task", json=SONG, timeout=30).json()["data"]["task_id"]
+                   for _ in range(20)]
+            time.sleep(4)  # every task checked at least once
+            before = idle.calls["GET status"]
+            answer = requests.post(f"{url}/query_result", json={"task_id_list": ids * 25}, timeout=10)
+            assert answer.status_code == 200 and len(answer.json()["data"]) == 500
+            assert idle.calls["GET status"] - before <= 20  # the background round at most, never one per id
+            assert 1 < idle.status_most_in_flight <= 8
+        finally:
+            stop(process)
 
 
-def test_the_shim_killed_mid_poll_picks_its_tasks_up_again(shim, standin, checkpoint_dir, tmp_path):
+def test_the_shim_killed_and_restarted_picks_its_tasks_up_again_even_past_their_timeout(shim, standin,
+                                                                                        checkpoint_dir, tmp_path):
     _, _, env = shim
+    env = {**env, "ACESTEP_TASK_TIMEOUT": "10"}
     output = tmp_path / "out"
     process, url = start_shim(checkpoint_dir, output, **env)
+    submitted = time.monotonic()
     task_id = requests.post(f"{url}/release_task", json=SONG, timeout=30).json()["data"]["task_id"]
-    requests.post(f"{url}/query_result", json={"task_id_list": [task_id]}, timeout=10)
     process.kill()  # no shutdown: as a crash or an OOM kill would
     process.wait()
+    remote = next(reversed(standin.jobs))
+    while standin.jobs[remote]["status"] != "COMPLETED" or time.monotonic() - submitted < 11:
+        assert time.monotonic() - submitted < 180
+        time.sleep(0.2)  # the job finishes while the shim is down, and the task is past ACESTEP_TASK_TIMEOUT
     process, url = start_shim(checkpoint_dir, output, **env)
     try:
-        item = wait_for_task(url, task_id, timeout=180)
-        assert item["status"] == 1
+        item = wait_for_task(url, task_id, timeout=60)
+        assert item["status"] == 1, item  # RunPod still had the result: it is kept, not expired
         [first, _] = json.loads(item["result"])
         assert decode(requests.get(url + first["file"], timeout=60).content)[1] == 48000
     finally:
         stop(process)
+
+
+def test_a_worker_killed_mid_job_ends_the_task_with_a_reason_and_a_new_worker_serves(checkpoint_dir, tmp_path):
+    own = RunPodStandIn(ENDPOINT, CLIENT_KEY, WORKER_KEY)
+    port = free_port()
+    with ServerThread(own.app, port):
+        own.url = f"http://127.0.0.1:{port}"
+        env = dict(RUNPOD_ENDPOINT_ID=ENDPOINT, RUNPOD_API_KEY=CLIENT_KEY, ACESTEP_TASK_TIMEOUT="20",
+                   RUNPOD_ENDPOINT_BASE_URL=f"{own.url}/v2", ACESTEP_RUNPOD_BACKOFF="0.05")
+        process, url = start_shim(checkpoint_dir, tmp_path / "out", **env)
+        worker = start_worker(own, checkpoint_dir, tmp_path / "worker-1.log")
+        try:
+            long_song = {**SONG, "duration": 120, "batch_size": 1}
+            task_id = requests.post(f"{url}/release_task", json=long_song, timeout=30).json()["data"]["task_id"]
+            deadline = time.monotonic() + 120
+            while not any(j["status"] == "IN_PROGRESS" for j in own.jobs.values()):
+                assert time.monotonic() < deadline and worker.poll() is None
+                time.sleep(0.1)
+            worker.kill()  # mid-job: its result will never come
+            worker.wait()
+            item = wait_for_task(url, task_id, timeout=60)
+            assert item["status"] == 2
+            assert "did not finish within 20 s (ACESTEP_TASK_TIMEOUT)" in json.loads(item["result"])[0]["error"]
+            worker = start_worker(own, checkpoint_dir, tmp_path / "worker-2.log")  # RunPod starts another
+            again = requests.post(f"{url}/release_task", json={**SONG, "batch_size": 1}, timeout=30)
+            assert wait_for_task(url, again.json()["data"]["task_id"], timeout=180)["status"] == 1
+        finally:
+            stop(worker)
+            stop(process)
 
 
 def test_a_task_runpod_never_runs_expires_with_a_reason(checkpoint_dir, tmp_path):

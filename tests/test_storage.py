@@ -91,7 +91,7 @@ def test_server_stopped_mid_run_fails_clearly_and_keeps_the_audio(tmp_path):
         target.deliver(audios, "job-b")
     message = str(caught.value)
     assert "upload to bucket 'short-lived' failed after 4 attempt(s)" in message
-    assert "2 audio file(s) were kept on the worker for job job-b" in message
+    assert "2 audio file(s) were kept by the worker (ACESTEP_UNDELIVERED_DIR) for job job-b" in message
     assert str(tmp_path) not in message and "test-secret-value" not in message
     kept = sorted((tmp_path / "kept" / "job-b").iterdir())
     assert sorted(p.read_bytes() for p in kept) == sorted(a.data for a in audios)
@@ -136,7 +136,7 @@ def test_a_failure_in_the_middle_of_a_batch_reports_what_was_uploaded_and_keeps_
     message = str(caught.value)
     assert "failed after 1 attempt(s): AccessDenied (HTTP 403)" in message
     assert "1 of 3 were uploaded before the failure (listed in 'uploaded')" in message
-    assert "2 audio file(s) were kept on the worker for job job-m for 24 h" in message
+    assert "2 audio file(s) were kept by the worker (ACESTEP_UNDELIVERED_DIR) for job job-m for 24 h" in message
     [uploaded] = caught.value.uploaded
     stored = s3_client(s3_server).get_object(Bucket=bucket, Key=uploaded.key)["Body"].read()
     assert stored == audios[0].data
@@ -195,8 +195,8 @@ def test_a_full_disk_while_keeping_audio_never_loses_the_error(small_disk):
         target.deliver(audios, "job-q")
     message = str(caught.value)
     assert message.startswith("the audio is 0.1 MB, more than can be returned inline")
-    assert "1 audio file(s) were kept on the worker for job job-q; the rest could not be kept either " \
-           "(No space left on device)" in message
+    assert "1 audio file(s) were kept by the worker (ACESTEP_UNDELIVERED_DIR) for job job-q for 24 h; the rest could " \
+           "not be kept either (No space left on device)" in message
     assert [p.suffix for p in (small_disk / "job-q").iterdir()] == [".mp3"]  # no half-written file left
 
 
@@ -229,3 +229,17 @@ def test_a_job_that_could_not_be_returned_inline_is_refused_before_generating():
     for fmt in ("mp3", "wav"):
         real = len(encode(np.zeros((2, 5 * RATE), dtype=np.float32), RATE, fmt).data)
         assert abs(real - expected_bytes(fmt, 192, 5, 1, RATE)) / real < 0.05
+
+
+def test_a_bucket_boto3_would_refuse_is_refused_at_admission_not_after_the_render():
+    job_bucket = {"endpointUrl": "https://1.1.1.1", "accessId": "a", "accessSecret": "s", "bucketName": "b",
+                  "region": "us east 1"}
+    with pytest.raises(InputError, match=r"^s3Config region must be letters, digits and hyphens"):
+        choose_target(Settings(), job_bucket)
+
+
+def test_a_full_output_folder_is_a_storage_error_saying_what_was_written(small_disk):
+    audios = [mp3(seconds=2.0, seed=s) for s in (14, 15)]
+    with pytest.raises(StorageError, match=r"^writing the audio to the output folder failed \(No space left on "
+                                           r"device\); 1 of 2 were written"):
+        LocalTarget(small_disk).deliver(audios, "job-r")

@@ -110,7 +110,7 @@ class LocalBackend:
     # --- the API ---
     def _require_ready(self):
         if self.worker is not None and self.worker.fault:
-            raise ApiError(503, f"this server cannot generate any more: {self.worker.fault}; restart it")
+            raise ApiError(503, f"{self.worker.fault}; restart the server")
         if self.service is None:
             if self.load_error:
                 raise ApiError(503, f"the model could not be loaded: {self.load_error}")
@@ -119,7 +119,8 @@ class LocalBackend:
 
     async def health(self) -> HealthData:
         if self.worker is not None and self.worker.fault:  # a broken GPU: the server must be restarted
-            return HealthData(status="unavailable", models_loaded=False, backend="local", error=self.worker.fault)
+            return HealthData(status="unavailable", models_loaded=False, backend="local",
+                              error=f"{self.worker.fault}; restart the server")
         if self.service is not None:
             return HealthData(status="ok", models_loaded=True, backend="local")
         if self.load_error:

@@ -20,8 +20,8 @@ from typing import Any
 
 from api_shim.envelope import ApiError
 from api_shim.models import HealthData, QueryResultItem, ReleaseTaskData, StatsData
-from api_shim.runpod_client import FINAL_STATES, RunPodClient, RunPodError
-from api_shim.backends.runpod_tracker import Tracker, job_error
+from api_shim.backends.runpod_tracker import Tracker
+from api_shim.runpod_client import FINAL_STATES, RunPodClient, RunPodError, job_error
 from api_shim.task_store import TaskStore
 from api_shim.tasks import Task, unknown_task_item
 from inference.errors import InputError, UnsupportedError
@@ -55,6 +55,7 @@ class RunPodBackend:
         self.output_dir = settings.shim_output_dir
         self.tracker: Tracker | None = None
         self._health: tuple[float, HealthData] | None = None
+        self._submitting = 0  # release_task calls between the queue check and the job's creation
 
     async def start(self) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -80,6 +81,8 @@ class RunPodBackend:
         return data
 
     async def models(self) -> ModelsResponse:
+        """What the endpoint's last finished job reported; before any, a statement from this shim's settings (the
+        same variables the worker reads: with ACESTEP_LM_MODEL unset the worker may still load its tier's LM)."""
         learned = await asyncio.to_thread(self.store.get_value, MODELS_KEY)
         if learned:
             return ModelsResponse.model_validate(learned)
@@ -107,11 +110,13 @@ class RunPodBackend:
             deadline = time.monotonic() + SYNC_TIMEOUT_S
             while state.get("status") not in FINAL_STATES:
                 if time.monotonic() > deadline:
-                    raise ApiError(504, f"the RunPod worker did not answer within {SYNC_TIMEOUT_S:.0f} s")
+                    await self._cancel_quietly(str(state.get("id", "")))
+                    raise ApiError(504, f"the RunPod worker did not answer within {SYNC_TIMEOUT_S:.0f} s; the job "
+                                        f"was cancelled")
                 await asyncio.sleep(0.5)
                 state = await self.client.status(state["id"])
         except RunPodError as err:
-            raise ApiError(502, err.message) from None
+            raise ApiError(504 if err.status == 504 else 502, err.message) from None
         error = job_error(state)
         if error:
             raise ApiError(502, f"the RunPod worker failed: {error}")
@@ -120,25 +125,34 @@ class RunPodBackend:
             raise ApiError(502, "the RunPod worker returned no output")
         return output
 
+    async def _cancel_quietly(self, job_id: str) -> None:
+        try:
+            await self.client.cancel(job_id)
+        except RunPodError as err:
+            log.warning("cancelling RunPod job %s failed: %s", job_id, err.message)
+
     # --- tasks ---
     async def submit(self, body: dict[str, Any]) -> ReleaseTaskData:
         try:  # the worker checks its own GPU's limits; the contract's are checked here, before any cost
             request = await asyncio.to_thread(parse_generate_request, body, Limits())
         except (InputError, UnsupportedError) as err:
             raise ApiError(400, str(err)) from None
-        waiting = len(self.tracker.live)
+        waiting = len(self.tracker.live) + self._submitting
         if waiting >= self.settings.queue_maxsize:
             raise ApiError(429, f"{waiting} tasks are already waiting (ACESTEP_QUEUE_MAXSIZE "
                                 f"{self.settings.queue_maxsize}); retry later", headers={"Retry-After": "10"})
+        self._submitting += 1  # a place held while RunPod is asked, so concurrent submits cannot overfill
         try:
             job = await self.client.run(_job_input(body))
         except RunPodError as err:
             raise ApiError(504 if err.status == 504 else 502, err.message) from None
+        finally:
+            self._submitting -= 1
         task = Task.new(request.prompt, request.lyrics)
         task.remote_id = str(job.get("id", ""))
         task.queue_position = waiting + 1
+        self.tracker.track(task)  # followed from now on, even if saving it below is cut short
         await asyncio.to_thread(self.store.save, task)
-        self.tracker.track(task)
         log.info("task %s is RunPod job %s", task.task_id, task.remote_id)
         return ReleaseTaskData(task_id=task.task_id, queue_position=task.queue_position, warnings=request.warnings)
 

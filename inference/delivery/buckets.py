@@ -1,8 +1,10 @@
 """Delivering to an S3-compatible bucket: the job's ``s3Config`` (RunPod's per-request bucket) or ``BUCKET_*``.
 
-The bucket is chosen and checked when a job is admitted (a bad ``s3Config`` fails before any GPU time); the
-boto3 client is made when the audio is delivered, on a delivery thread. The environment's bucket keeps one
-client for the whole process; a job's own bucket gets a client for that delivery, closed after it. Uploads
+The bucket is chosen and checked when a job is admitted (a bad ``s3Config``, its endpoint or its region, fails
+before any GPU time); the boto3 client is made when the audio is delivered, on a delivery thread, from one
+shared session. The environment's bucket keeps one client for the whole process; a job's own bucket gets a
+client for that delivery, closed after it. Anything that goes wrong while delivering, making the client
+included, keeps the audio not yet uploaded. Uploads
 retry with exponential backoff, except for errors that will not fix themselves (wrong credentials, no such
 bucket). When an upload still fails, the files not yet uploaded are kept (``inference.undelivered``) and the
 ``StorageError`` lists the ones that were.
@@ -57,17 +59,24 @@ class BucketConfig:
         return f"BucketConfig(endpoint_url={self.endpoint_url!r}, bucket={self.bucket!r}, prefix={self.prefix!r})"
 
 
+_SESSION_LOCK = threading.Lock()
+_SESSION: list = []  # one boto3 session: it loads the S3 service model once
+
+
 def make_client(config: BucketConfig):
-    """A boto3 S3 client of its own session (boto3's default session is not thread-safe)."""
+    """A boto3 S3 client from the shared session (boto3 sessions are not thread-safe: made under a lock)."""
     import boto3
     from botocore.config import Config
 
-    return boto3.session.Session().client(
-        "s3", endpoint_url=config.endpoint_url, aws_access_key_id=config.access_key_id,
-        aws_secret_access_key=config.secret_access_key, region_name=config.region or "us-east-1",
-        config=Config(signature_version="s3v4", retries={"max_attempts": 1, "mode": "standard"},
-                      connect_timeout=5, read_timeout=60,
-                      s3={"addressing_style": "path" if config.endpoint_url else "auto"}))
+    with _SESSION_LOCK:
+        if not _SESSION:
+            _SESSION.append(boto3.session.Session())
+        return _SESSION[0].client(
+            "s3", endpoint_url=config.endpoint_url, aws_access_key_id=config.access_key_id,
+            aws_secret_access_key=config.secret_access_key, region_name=config.region or "us-east-1",
+            config=Config(signature_version="s3v4", retries={"max_attempts": 1, "mode": "standard"},
+                          connect_timeout=5, read_timeout=60,
+                          s3={"addressing_style": "path" if config.endpoint_url else "auto"}))
 
 
 class _SharedClient:
@@ -120,28 +129,28 @@ class S3Target:
                 time.sleep(delay)
 
     def deliver(self, audios: list[EncodedAudio], job_id: str) -> list[Delivered]:
-        client = ENV_CLIENTS.get(self.config) if self.shared else make_client(self.config)
-        try:
-            return self._deliver(client, audios, job_id)
-        finally:
-            if not self.shared:
-                client.close()
-
-    def _deliver(self, client, audios: list[EncodedAudio], job_id: str) -> list[Delivered]:
         delivered: list[Delivered] = []
-        for index, audio in enumerate(audios):
-            key = object_key(self.config.prefix, job_id, audio.extension)
-            try:
+        client = None
+        try:
+            client = ENV_CLIENTS.get(self.config) if self.shared else make_client(self.config)
+            for audio in audios:
+                key = object_key(self.config.prefix, job_id, audio.extension)
                 self._put(client, audio, key)
-            except StorageError as err:
-                kept = undelivered.keep(audios[index:], job_id, self.keep_dir, self.keep_ttl_s)
-                uploaded = f"; {index} of {len(audios)} were uploaded before the failure (listed in 'uploaded')" \
-                    if index else ""
-                raise StorageError(f"{err}{uploaded}; {kept.describe(job_id)}", uploaded=delivered) from None
-            url = client.generate_presigned_url(
-                "get_object", Params={"Bucket": self.config.bucket, "Key": key}, ExpiresIn=self.config.url_expiry_s)
-            delivered.append(Delivered(url=url, key=key))
-        return delivered
+                url = client.generate_presigned_url("get_object", Params={"Bucket": self.config.bucket, "Key": key},
+                                                    ExpiresIn=self.config.url_expiry_s)
+                delivered.append(Delivered(url=url, key=key))
+            return delivered
+        except Exception as err:  # noqa: BLE001 - whatever failed, the audio not yet delivered is kept
+            reason = str(err) if isinstance(err, StorageError) else \
+                f"delivery to bucket '{self.config.bucket}' failed: {type(err).__name__}"
+            done = len(delivered)
+            kept = undelivered.keep(audios[done:], job_id, self.keep_dir, self.keep_ttl_s)
+            uploaded = f"; {done} of {len(audios)} were uploaded before the failure (listed in 'uploaded')" \
+                if done else ""
+            raise StorageError(f"{reason}{uploaded}; {kept.describe(job_id)}", uploaded=delivered) from None
+        finally:
+            if client is not None and not self.shared:
+                client.close()
 
 
 def _s3_reason(err: Exception) -> str:
@@ -170,13 +179,30 @@ def bucket_from_job(s3_config: Any, settings: Settings) -> BucketConfig:
         raise InputError(f"s3Config needs non-empty endpointUrl, accessId, accessSecret and bucketName "
                          f"(missing or invalid: {', '.join(missing)})") from None
     check_public_url(parsed.endpoint_url, "s3Config.endpointUrl", settings.allow_private_endpoints)
+    check_client_settings(parsed.endpoint_url, parsed.region, "s3Config")
     return BucketConfig(endpoint_url=parsed.endpoint_url, access_key_id=parsed.access_id,
                         secret_access_key=parsed.access_secret, bucket=parsed.bucket_name, region=parsed.region,
                         prefix=parsed.prefix if parsed.prefix is not None else settings.bucket_prefix,
                         url_expiry_s=settings.bucket_url_expiry_s)
 
 
+def check_client_settings(endpoint_url: str | None, region: str | None, where: str) -> None:
+    """What boto3 would refuse when making the client, refused at admission instead (after the render it would
+    cost the GPU time)."""
+    from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url, validate_region_name
+
+    if endpoint_url and not (is_valid_endpoint_url(endpoint_url) or is_valid_ipv6_endpoint_url(endpoint_url)):
+        raise InputError(f"{where} endpoint URL is not a valid URL (got {endpoint_url[:80]!r})")
+    if region:
+        try:
+            validate_region_name(region)
+        except Exception:  # noqa: BLE001 - botocore's InvalidRegionError
+            raise InputError(f"{where} region must be letters, digits and hyphens, e.g. 'us-east-1' "
+                             f"(got {region[:40]!r})") from None
+
+
 def bucket_from_settings(settings: Settings) -> BucketConfig:
+    check_client_settings(settings.bucket_endpoint_url, settings.bucket_region, "BUCKET_ENDPOINT_URL/BUCKET_REGION:")
     return BucketConfig(endpoint_url=settings.bucket_endpoint_url, access_key_id=settings.bucket_access_key_id or "",
                         secret_access_key=settings.bucket_secret_access_key.get_secret_value()
                         if settings.bucket_secret_access_key else "",

@@ -44,7 +44,14 @@ class LocalTarget:
         """A folder takes any size (a full disk is found when writing)."""
 
     def deliver(self, audios: list[EncodedAudio], job_id: str) -> list[Delivered]:
-        return [Delivered(path=str(write_atomically(self.folder, audio))) for audio in audios]
+        delivered: list[Delivered] = []
+        try:
+            for audio in audios:
+                delivered.append(Delivered(path=str(write_atomically(self.folder, audio))))
+        except OSError as err:
+            raise StorageError(f"writing the audio to the output folder failed ({err.strerror or type(err).__name__})"
+                               f"; {len(delivered)} of {len(audios)} were written") from None
+        return delivered
 
 
 class InlineTarget:

@@ -21,6 +21,7 @@ from inference.delivery.files import write_bytes_atomically
 
 log = logging.getLogger("acestep.storage")
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_KEPT = "were kept by the worker (ACESTEP_UNDELIVERED_DIR)"
 
 
 @dataclass(frozen=True)
@@ -32,11 +33,12 @@ class Kept:
     ttl_s: int = 0
 
     def describe(self, job_id: str) -> str:
+        """For the caller: how many were kept and for how long (where is for the log: ACESTEP_UNDELIVERED_DIR)."""
         hours = f"{self.ttl_s / 3600:g} h"
         if self.failure is None:
-            return f"{self.count} audio file(s) were kept on the worker for job {job_id} for {hours}"
-        return (f"{self.count} audio file(s) were kept on the worker for job {job_id}; the rest could not be kept "
-                f"either ({self.failure})")
+            return f"{self.count} audio file(s) {_KEPT} for job {job_id} for {hours}"
+        return f"{self.count} audio file(s) {_KEPT} for job {job_id} for {hours}; the rest could not be kept either " \
+               f"({self.failure})"
 
 
 def safe_name(job_id: str) -> str:

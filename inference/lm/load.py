@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from inference.errors import CheckpointError
+from inference.errors import CheckpointError, one_line
 from inference.hardware import tier_for
 from inference.lm.constraints import Vocabulary
 from inference.lm.tokens import LmTokens, resolve_tokens
@@ -56,14 +56,13 @@ def load_lm(settings: Settings, device: torch.device, dtype: torch.dtype) -> Loa
     try:
         return _load(settings, path, explicit, device, dtype)
     except Exception as err:  # noqa: BLE001 - optional: the DiT serves on without it
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
-        reason = first if isinstance(err, CheckpointError) else f"{type(err).__name__}: {first}"
-        log.warning("the default 5 Hz LM failed to load, serving without it (thinking, use_format, sample_query and "
-                    "format_input are off): %s", reason)
-        from inference.hardware import free_accelerator_memory
+        reason = one_line(str(err) if isinstance(err, CheckpointError) else f"{type(err).__name__}: {err}", 300)
+    log.warning("the default 5 Hz LM failed to load, serving without it (thinking, use_format, sample_query and "
+                "format_input are off): %s", reason)
+    from inference.hardware import free_accelerator_memory
 
-        free_accelerator_memory()
-        return None
+    free_accelerator_memory()  # after the except block, whose traceback held what was loaded
+    return None
 
 
 def _load(settings: Settings, path: Path | None, explicit: bool, device: torch.device,
