@@ -27,7 +27,7 @@ from api_shim.models import HealthData, QueryResultItem, QueryResultRequest, Rel
 from api_shim.requests_in import BodyBudget, authorize, body_limit, read_body
 from api_shim.task_store import TaskStore
 from inference.errors import public_message
-from inference.schema import FormatInputRequest, FormatInputResponse, GenerateRequest, ModelsResponse
+from inference.contract import FormatInputRequest, FormatInputResponse, GenerateRequest, ModelsResponse
 from inference.settings import Settings
 from inference.delivery import secrets_of
 

@@ -19,7 +19,7 @@ from api_shim.envelope import ApiError
 from api_shim.task_store import TaskStore
 from inference.endpoints import check_public_url
 from inference.errors import InputError
-from inference.schema import CONTENT_TYPES
+from inference.contract import CONTENT_TYPES
 
 _PASSED_HEADERS = ("content-length", "content-range", "accept-ranges", "etag", "last-modified")
 

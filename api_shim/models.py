@@ -1,4 +1,4 @@
-"""Typed bodies of the shim's own endpoints (API.md section 2). Generation fields are ``inference.schema``'s."""
+"""Typed bodies of the shim's own endpoints (API.md section 2). Generation fields are ``inference.contract``'s."""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ def main() -> None:
     from inference import run
     from inference.lm.sampling import Sampling
     from inference.lm.stage import prepare
-    from inference.schema import parse_generate_request
+    from inference.contract import parse_generate_request
     from inference.service import GenerationService
     from inference.settings import Settings
 

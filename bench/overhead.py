@@ -45,7 +45,7 @@ def main() -> None:
     import torch  # noqa: E402
 
     from inference.audio import encode  # noqa: E402
-    from inference.schema import parse_generate_request  # noqa: E402
+    from inference.contract import parse_generate_request  # noqa: E402
     from inference.seeds import generators_for  # noqa: E402
     from inference.vae_decode import decode_latents, normalise_levels  # noqa: E402
 

@@ -17,7 +17,7 @@ from functools import partial
 import numpy as np
 import soundfile as sf
 
-from inference.schema import CONTENT_TYPES
+from inference.contract import CONTENT_TYPES
 
 # format -> (libsndfile container, subtype, file extension)
 _CODECS = {

@@ -3,7 +3,7 @@
 Any format libsndfile reads (wav, flac, ogg, opus, mp3); resampled to the model's rate with a polyphase
 filter; mono is duplicated to stereo, extra channels are dropped. Errors name the request field.
 
-Validation (``inference.schema``) already refused files whose header claims too long a length, an absurd rate
+Validation (``inference.contract``) already refused files whose header claims too long a length, an absurd rate
 or too many channels; decoding still stops at ``MAX_DURATION_S`` of audio whatever the header said, so a file
 that lies about its length costs at most that much memory. Runs on the admission thread, never the GPU thread.
 """
@@ -18,7 +18,7 @@ import soundfile as sf
 import torch
 
 from inference.errors import InputError
-from inference.schema import AUDIO_INPUT_FIELDS, MAX_DURATION_S, GenerateRequest, unreadable_audio
+from inference.contract import AUDIO_INPUT_FIELDS, MAX_DURATION_S, GenerateRequest, unreadable_audio
 
 BLOCK_S = 10  # seconds decoded at a time
 

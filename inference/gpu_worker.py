@@ -24,7 +24,7 @@ from typing import Any
 from inference.accelerator_faults import AcceleratorFault, fault_message, is_fatal
 from inference.batching import Batcher
 from inference.run import ProgressFn
-from inference.schema import GenerateResponse
+from inference.contract import GenerateResponse
 from inference.service import GenerationService, Rendered, Staged
 from inference.delivery import Target
 

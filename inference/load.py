@@ -22,7 +22,7 @@ from inference.compile import CompileReport, after_warm_up, compile_pipeline
 from inference.errors import CheckpointError
 from inference.manifest import check_manifest
 from inference.hardware import allow_tf32, effective_limits, pick_device, pick_dtype, tier_for
-from inference.schema import Limits
+from inference.contract import Limits
 from inference.settings import Settings
 from inference.vae_decode import ChunkPlan, chunk_plan_for, decode_latents, fold_weight_norm
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inference.schema import BASE_MODEL_TASKS, TASK_TYPES, LmModelInfo, ModelInfo, ModelsResponse
+from inference.contract import BASE_MODEL_TASKS, TASK_TYPES, LmModelInfo, ModelInfo, ModelsResponse
 
 
 def is_turbo_name(dit_model: str) -> bool:

@@ -20,7 +20,7 @@ from inference.errors import GenerationError
 from inference.accelerator_faults import out_of_memory
 from inference.hardware import free_accelerator_memory
 from inference.load import LoadedPipeline
-from inference.schema import DEFAULT_DURATION_S, GenerateRequest, Metas
+from inference.contract import DEFAULT_DURATION_S, GenerateRequest, Metas
 from inference.seeds import generators_for, resolve_seeds
 from inference.vae_decode import decode_latents, normalise_levels
 

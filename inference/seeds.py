@@ -10,7 +10,7 @@ import secrets
 
 import torch
 
-from inference.schema import SEED_MAX, GenerateRequest
+from inference.contract import SEED_MAX, GenerateRequest
 
 
 def resolve_seeds(request: GenerateRequest) -> tuple[list[int], list[str]]:

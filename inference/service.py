@@ -25,7 +25,7 @@ from inference.lm.sampling import Sampling
 from inference.lm.stage import Prepared, prepare, user_metas
 from inference.load import LoadedPipeline, load_pipeline
 from inference.model_catalog import describe_models
-from inference.schema import (
+from inference.contract import (
     AudioOut,
     FormatInputRequest,
     FormatInputResponse,

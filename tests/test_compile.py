@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from inference import run
-from inference.schema import parse_generate_request
+from inference.contract import parse_generate_request
 from inference.settings import Settings
 from tests.conftest import ROOT, worker_env
 
@@ -28,7 +28,7 @@ import numpy as np
 from dataclasses import asdict
 from inference import run
 from inference.load import load_pipeline
-from inference.schema import parse_generate_request
+from inference.contract import parse_generate_request
 from inference.settings import Settings
 from torch._dynamo.utils import counters
 

@@ -38,7 +38,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from inference.errors import InputError, UnsupportedError
-from inference.schema import (
+from inference.contract import (
     ALIASES,
     AUDIO_FORMATS,
     AUDIO_INPUT_FIELDS,

@@ -5,7 +5,7 @@ import pytest
 
 from inference import run
 from inference.errors import UnsupportedError
-from inference.schema import parse_generate_request
+from inference.contract import parse_generate_request
 
 SONG = {"prompt": "ambient drone", "lyrics": "[Verse]\nslow waves", "audio_duration": 10, "inference_steps": 4}
 

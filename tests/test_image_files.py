@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from inference.schema import parse_generate_request
+from inference.contract import parse_generate_request
 from tests import runpod_hub_format as hub_format
 from tests.conftest import ROOT
 

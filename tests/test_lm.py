@@ -7,7 +7,7 @@ import pytest
 
 from inference.lm.planner import LmPlanner
 from inference.lm.sampling import Sampling
-from inference.schema import VALID_KEYSCALES, VALID_LANGUAGES, VALID_TIME_SIGNATURES
+from inference.contract import VALID_KEYSCALES, VALID_LANGUAGES, VALID_TIME_SIGNATURES
 
 
 @pytest.fixture(scope="module")

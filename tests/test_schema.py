@@ -6,7 +6,7 @@ import json
 import pytest
 
 from inference.errors import InputError, UnsupportedError
-from inference.schema import (
+from inference.contract import (
     ALIASES,
     DEFAULT_DURATION_S,
     GenerateRequest,

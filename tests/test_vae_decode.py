@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from inference import run
-from inference.schema import parse_generate_request
+from inference.contract import parse_generate_request
 from inference.vae_decode import ChunkPlan, decode_latents, fold_weight_norm, normalise_levels
 
 

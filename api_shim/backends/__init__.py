@@ -7,7 +7,7 @@ from typing import Any, Protocol
 from api_shim.models import Backend as BackendName
 from api_shim.models import HealthData, QueryResultItem, ReleaseTaskData, StatsData
 from api_shim.task_store import TaskStore
-from inference.schema import FormatInputResponse, ModelsResponse
+from inference.contract import FormatInputResponse, ModelsResponse
 from inference.settings import Settings
 
 

@@ -21,7 +21,7 @@ from api_shim.models import HealthData, QueryResultItem, ReleaseTaskData, StatsD
 from api_shim.task_store import TaskStore
 from api_shim.tasks import Task, success_items, unknown_task_item
 from inference.errors import AceStepError, CheckpointError, InputError, UnsupportedError, public_message
-from inference.schema import FormatInputResponse, GenerateRequest, ModelsResponse, parse_format_input_request
+from inference.contract import FormatInputResponse, GenerateRequest, ModelsResponse, parse_format_input_request
 from inference.settings import Settings
 from inference.delivery import LocalTarget, secrets_of
 

@@ -26,7 +26,7 @@ from api_shim.task_store import TaskStore
 from api_shim.tasks import Task, unknown_task_item
 from inference.errors import InputError, UnsupportedError
 from inference.model_catalog import describe_models
-from inference.schema import (
+from inference.contract import (
     FormatInputResponse,
     Limits,
     ModelsResponse,

@@ -20,7 +20,7 @@ from api_shim.runpod_client import FINAL_STATES, job_error
 from api_shim.task_store import TaskStore
 from api_shim.tasks import Task, success_items
 from inference.delivery import write_bytes_atomically
-from inference.schema import CONTENT_TYPES
+from inference.contract import CONTENT_TYPES
 
 
 class ResultError(ValueError):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from inference.lm.tokens import LmTokens
-from inference.schema import VALID_KEYSCALES, VALID_LANGUAGES, VALID_TIME_SIGNATURES
+from inference.contract import VALID_KEYSCALES, VALID_LANGUAGES, VALID_TIME_SIGNATURES
 
 END = -1
 CAPTION_MAX_TOKENS = 512

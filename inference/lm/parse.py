@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from inference.schema import VALID_LANGUAGES, VALID_TIME_SIGNATURES, SongFields
+from inference.contract import VALID_LANGUAGES, VALID_TIME_SIGNATURES, SongFields
 
 CODES = re.compile(r"<\|audio_code_\d+\|>")
 THINK_BLOCK = re.compile(r"<think>(.*?)</think>", re.S)

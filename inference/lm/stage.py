@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from inference.errors import UnsupportedError
 from inference.lm.planner import LmPlanner
 from inference.lm.sampling import Sampling
-from inference.schema import DEFAULT_DURATION_S, GenerateRequest, SongFields
+from inference.contract import DEFAULT_DURATION_S, GenerateRequest, SongFields
 
 
 @dataclass

@@ -1,0 +1,87 @@
+"""Refusals a caller reads: one line, each problem naming its field and what is allowed, at most 500 characters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+MAX_MESSAGE_CHARS = 500  # an error message, all problems together
+
+
+def clip(value: Any, limit: int = 40) -> str:
+    """A short repr of a caller's value for a message (an int too long to print is described instead)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's limit on digits printed, or something holding one
+        text = (f"an integer of about {int(value.bit_length() * 0.30103)} digits" if isinstance(value, int)
+                else f"a {type(value).__name__} with a huge integer")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def clip_text(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _range_text(name: str, model: type[BaseModel]) -> str:
+    field = model.model_fields.get(name)
+    if field is None:
+        return ""
+    lo = hi = None
+    for rule in field.metadata:
+        lo = getattr(rule, "ge", None) if getattr(rule, "ge", None) is not None else lo
+        lo = getattr(rule, "gt", None) if getattr(rule, "gt", None) is not None else lo
+        hi = getattr(rule, "le", None) if getattr(rule, "le", None) is not None else hi
+    unit = (field.json_schema_extra or {}).get("unit", "") if isinstance(field.json_schema_extra, dict) else ""
+    if lo is None or hi is None:
+        return ""
+    return f"between {lo:g} and {hi:g}{' ' + unit if unit else ''}"
+
+
+def describe_validation_error(err: ValidationError, model: type[BaseModel]) -> str:
+    """One line per problem, joined by '; ', each naming the field and what is allowed."""
+    parts = []
+    for item in err.errors(include_url=False):
+        name = ".".join(str(p) for p in item["loc"] if not isinstance(p, int)) or "input"
+        # a union (seed) reports one error per member type: keep the first
+        if any(p.startswith(f"{name} ") for p in parts):
+            continue
+        kind, given = item["type"], item.get("input")
+        if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}:
+            parts.append(f"{name} must be {_range_text(name, model)} (got {clip(given)})")
+        elif kind == "string_too_long":
+            limit = item.get("ctx", {}).get("max_length")
+            parts.append(f"{name} must be at most {limit} characters (got {len(given)})")
+        elif kind == "literal_error":
+            parts.append(f"{name} must be one of {item['ctx']['expected']} (got {clip(given)})")
+        elif kind == "value_error":
+            message = str(item.get("ctx", {}).get("error", item["msg"]))
+            parts.append(message if name == "input" else f"{name} {message}")
+        elif kind in {"int_parsing", "int_parsing_size", "int_from_float", "int_type", "finite_number"}:
+            extra = f" {_range_text(name, model)}" if _range_text(name, model) else ""
+            parts.append(f"{name} must be an integer{extra} (got {clip(given)})")
+        elif kind in {"float_parsing", "float_type"}:
+            extra = f" {_range_text(name, model)}" if _range_text(name, model) else ""
+            parts.append(f"{name} must be a number{extra} (got {clip(given)})")
+        elif kind in {"bool_parsing", "bool_type"}:
+            parts.append(f"{name} must be true or false (got {clip(given)})")
+        elif kind == "string_type":
+            parts.append(f"{name} must be a string (got {type(given).__name__})")
+        else:
+            parts.append(f"{name}: {item['msg']} (got {clip(given)})")
+    return _join_problems(parts)
+
+
+def _join_problems(parts: list[str], limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``parts`` joined by '; ', as many whole ones as fit in ``limit`` characters, then how many more there are."""
+    text = ""
+    for count, part in enumerate(parts):
+        rest = len(parts) - count - 1
+        tail = f"; and {rest} more problem(s)" if rest else ""
+        candidate = f"{text}; {part}" if text else part
+        if len(candidate) + len(tail) > limit:
+            if not text:  # one problem longer than a whole message: its start
+                return clip_text(part, limit - len(tail)) + tail
+            return f"{text}; and {rest + 1} more problem(s)"  # fits: it did when the last part was added
+        text = candidate
+    return text

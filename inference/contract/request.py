@@ -1,0 +1,332 @@
+"""The canonical request models, their rules, and the entry points that validate a job's input.
+
+The RunPod handler validates a job's ``input`` with ``parse_generate_request``; the HTTP shim uses the same
+function and models, so both speak exactly the same contract. Rules that depend on the deployment (longest
+song, largest batch, steps on turbo, tasks that need a base model) come in through ``Limits`` as validation
+context. Unknown keys are ignored and reported in ``GenerateRequest.warnings``. No torch import here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from inference.contract.audio_header import check_audio_header, decode_base64
+from inference.contract.messages import clip, describe_validation_error
+from inference.contract.normalise import is_unset, merge_sources
+from inference.contract.vocabulary import (
+    AUDIO_INPUT_FIELDS,
+    BASE_MODEL_TASKS,
+    CONTENT_TYPES,
+    INSTRUMENTAL_LYRICS,
+    MAX_AUDIO_INPUT_BYTES,
+    MAX_BATCH_SIZE,
+    MAX_DURATION_S,
+    MAX_LYRICS_CHARS,
+    MAX_PROMPT_CHARS,
+    MAX_STEPS,
+    MAX_STEPS_TURBO,
+    MIN_DURATION_S,
+    SEED_MAX,
+    SOURCE_AUDIO_TASKS,
+    TIME_SIGNATURE_FORMS,
+    KEY_NOTES,
+    VALID_KEYSCALES,
+    VALID_LANGUAGES,
+    VALID_TIME_SIGNATURES,
+)
+from inference.errors import InputError, UnsupportedError
+
+
+class Limits(BaseModel):
+    """What the loaded deployment allows; passed to validation as context."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_duration_s: float = MAX_DURATION_S
+    max_batch_size: int = MAX_BATCH_SIZE
+    is_turbo: bool = True
+    dit_model: str = "acestep-v15-turbo"
+
+    @property
+    def max_steps(self) -> int:
+        return MAX_STEPS_TURBO if self.is_turbo else MAX_STEPS
+
+
+class SongFields(BaseModel):
+    """The fields that describe a song, shared by generation and ``format_input``, with their rules."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+
+    prompt: str = Field("", max_length=MAX_PROMPT_CHARS, description="Style caption (alias: caption).")
+    lyrics: str = Field("", max_length=MAX_LYRICS_CHARS,
+                        description='Lyrics with [Verse]/[Chorus] tags; "", [inst] or [instrumental] = instrumental.')
+    audio_duration: float | None = Field(
+        None, ge=MIN_DURATION_S, le=MAX_DURATION_S, json_schema_extra={"unit": "seconds"},
+        description="Seconds of audio (aliases: duration, target_duration); unset = the LM's plan, else 60.")
+    bpm: int | None = Field(None, ge=30, le=300, description="Beats per minute; unset = model's choice.")
+    key_scale: str = Field("", description='Key, e.g. "C major", "F# minor" (aliases: keyscale, key).')
+    time_signature: str = Field("", description='"2", "3", "4" or "6" (also "4/4" etc.; alias: timesignature).')
+    vocal_language: str = Field("en", description="ISO code of the lyrics' language or 'unknown' (alias: language).")
+
+    @field_validator("bpm", "audio_duration", mode="before")
+    @classmethod
+    def _unset_numbers(cls, value):
+        return None if is_unset(value) else value
+
+    @field_validator("key_scale", mode="before")
+    @classmethod
+    def _key_scale(cls, value):
+        if is_unset(value):
+            return ""
+        if not isinstance(value, str):
+            raise ValueError(f"must be a key such as 'C major' or 'F# minor' (got {clip(value)})")
+        parts = value.split()
+        if len(parts) == 2 and parts[0][:1].upper() in KEY_NOTES:
+            candidate = f"{parts[0][:1].upper()}{parts[0][1:]} {parts[1].lower()}"
+            if candidate in VALID_KEYSCALES:
+                return candidate
+        raise ValueError(f"must be a note A-G with an optional # or b and 'major' or 'minor', e.g. 'F# minor' "
+                         f"(got {clip(value)})")
+
+    @field_validator("time_signature", mode="before")
+    @classmethod
+    def _time_signature(cls, value):
+        if is_unset(value):
+            return ""
+        if isinstance(value, str):
+            text = value.strip()
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**6:
+            text = str(value)
+        else:
+            text = None
+        text = TIME_SIGNATURE_FORMS.get(text, text)
+        if text in VALID_TIME_SIGNATURES:
+            return text
+        raise ValueError(f"must be one of 2, 3, 4, 6 (or 2/4, 3/4, 4/4, 6/8) (got {clip(value)})")
+
+    @field_validator("vocal_language", mode="before")
+    @classmethod
+    def _language(cls, value):
+        if is_unset(value):
+            return "unknown"
+        if isinstance(value, str) and value.strip().lower() in VALID_LANGUAGES:
+            return value.strip().lower()
+        raise ValueError(f"must be one of {', '.join(VALID_LANGUAGES)} (got {clip(value)})")
+
+
+class GenerateRequest(SongFields):
+    """One generation request, in canonical names (aliases in ``ALIASES``)."""
+
+    batch_size: int = Field(2, ge=1, le=MAX_BATCH_SIZE, description="Songs per request.")
+    seed: int | str | list[int] = Field(
+        -1, description='A seed, "s1,s2" or a list, one per song; -1 = random. The seeds used come back.')
+    use_random_seed: bool | None = Field(None, description="Random seeds even if a seed is given; default: "
+                                                           "true unless a seed is given.")
+    inference_steps: int = Field(8, ge=1, le=MAX_STEPS, description="Denoising steps (turbo 1-20, base/sft 1-200).")
+    guidance_scale: float = Field(7.0, ge=0.0, le=30.0, description="CFG scale; ignored (1.0) on turbo models.")
+    shift: float = Field(3.0, ge=1.0, le=5.0, description="Timestep shift of the flow schedule.")
+    thinking: bool = Field(False, description="The 5 Hz LM plans metadata and audio codes first.")
+    use_format: bool = Field(False, description="The LM rewrites caption and lyrics first (alias: format).")
+    sample_query: str = Field("", max_length=MAX_PROMPT_CHARS,
+                              description="The LM writes caption, lyrics and metas from this (alias: description).")
+    lm_temperature: float = Field(0.85, ge=0.0, le=2.0)
+    lm_cfg_scale: float = Field(2.5, ge=1.0, le=10.0)
+    lm_top_p: float = Field(0.9, gt=0.0, le=1.0)
+    lm_top_k: int | None = Field(None, ge=1, le=1000)
+    lm_negative_prompt: str = Field("NO USER INPUT", max_length=MAX_PROMPT_CHARS)
+    task_type: Literal["text2music", "repaint", "cover", "extract", "lego", "complete"] = "text2music"
+    src_audio_url: str | None = Field(None, description="Source audio by URL (not served by this worker yet).")
+    src_audio_base64: str | None = Field(None, description="Source audio file (wav/flac/mp3/ogg) as base64.")
+    reference_audio_url: str | None = Field(None, description="Reference audio by URL (not served by this worker yet).")
+    reference_audio_base64: str | None = Field(None, description="Timbre reference audio file as base64.")
+    repainting_start: float = Field(0.0, ge=0.0, le=MAX_DURATION_S, json_schema_extra={"unit": "seconds"})
+    repainting_end: float = Field(-1.0, ge=-1.0, le=MAX_DURATION_S, json_schema_extra={"unit": "seconds"},
+                                  description="End of the repainted span in seconds; -1 = the end.")
+    audio_cover_strength: float = Field(1.0, ge=0.0, le=1.0)
+    audio_format: Literal["mp3", "wav", "flac", "ogg", "opus"] = "mp3"
+    mp3_bitrate: int = Field(192, ge=32, le=320, json_schema_extra={"unit": "kbps"})
+
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+    _audio_bytes: dict[str, bytes] = PrivateAttr(default_factory=dict)
+
+    # --- field rules ---------------------------------------------------------------------------
+    @field_validator("lm_top_k", mode="before")
+    @classmethod
+    def _unset_top_k(cls, value):
+        return None if is_unset(value) else value
+
+    @field_validator("audio_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value):
+        return value.strip().lower().lstrip(".") if isinstance(value, str) else value
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _seed(cls, value):
+        if value is None or (isinstance(value, str) and value.strip() == ""):
+            return -1
+        if isinstance(value, bool):
+            raise ValueError(f"must be an integer, a list of integers or a string like '12,34' (got {value!r})")
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, int):
+            items = [value]
+        elif isinstance(value, str):
+            try:
+                items = [int(part) for part in value.split(",")]
+            except ValueError:
+                raise ValueError(
+                    f"must be an integer or comma-separated integers like '12,34' (got {clip(value)})") from None
+        elif isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            items = list(value)
+        else:
+            raise ValueError(f"must be an integer, a list of integers or a string like '12,34' (got {clip(value)})")
+        if len(items) > 1 and -1 in items:
+            raise ValueError("-1 (random) cannot be mixed with explicit seeds")
+        for item in items:
+            if not (item == -1 or 0 <= item <= SEED_MAX):
+                raise ValueError(f"must be -1 (random) or between 0 and {SEED_MAX} (got {clip(item)})")
+        return items[0] if len(items) == 1 else items
+
+    @field_validator("src_audio_base64", "reference_audio_base64", mode="after")
+    @classmethod
+    def _audio_base64(cls, value):
+        if value is None:
+            return None
+        if len(value) > MAX_AUDIO_INPUT_BYTES * 4 // 3 + 4:
+            raise ValueError(f"must be at most {MAX_AUDIO_INPUT_BYTES // (1024 * 1024)} MiB of audio")
+        return value  # decoded once, in _cross_fields, and kept
+
+    @field_validator("src_audio_url", "reference_audio_url", mode="after")
+    @classmethod
+    def _audio_url(cls, value):
+        if value is None:
+            return None
+        raise ValueError("audio inputs by URL are not served by this worker yet; send the file as *_base64")
+
+    # --- cross-field rules: the one place for them ---------------------------------------------
+    @model_validator(mode="after")
+    def _cross_fields(self, info: ValidationInfo):
+        for name in AUDIO_INPUT_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                try:
+                    self._audio_bytes[name] = decode_base64(value)
+                except ValueError as err:
+                    raise ValueError(f"{name} {err}") from None
+        if not (self.prompt.strip() or self.lyrics.strip() or self.sample_query.strip()):
+            raise ValueError("the request is empty: give a prompt (caption), lyrics or a sample_query")
+        if self.task_type in SOURCE_AUDIO_TASKS and not self.src_audio_base64:
+            raise ValueError(f"task_type '{self.task_type}' needs source audio: give src_audio_base64")
+        if self.task_type == "repaint" and self.repainting_end != -1 and self.repainting_end <= self.repainting_start:
+            raise ValueError(f"repainting_end must be -1 (the end) or greater than repainting_start "
+                             f"({self.repainting_start}) (got {self.repainting_end})")
+        limits = info.context.get("limits") if isinstance(info.context, dict) else None
+        if isinstance(limits, Limits):
+            self._check_limits(limits)
+        for name, data in self._audio_bytes.items():  # last: it reads the files' headers
+            check_audio_header(data, name)
+        return self
+
+    def _check_limits(self, limits: Limits) -> None:
+        if self.audio_duration is not None and self.audio_duration > limits.max_duration_s:
+            raise UnsupportedError(
+                f"audio_duration must be between {MIN_DURATION_S:g} and {limits.max_duration_s:g} seconds on this "
+                f"GPU (got {self.audio_duration:g})")
+        if self.batch_size > limits.max_batch_size:
+            raise UnsupportedError(f"batch_size must be between 1 and {limits.max_batch_size} on this GPU "
+                                   f"(got {self.batch_size})")
+        if self.inference_steps > limits.max_steps:
+            raise UnsupportedError(f"inference_steps must be between 1 and {limits.max_steps} on "
+                                   f"{'turbo' if limits.is_turbo else 'base/sft'} models (got {self.inference_steps})")
+        if self.task_type in BASE_MODEL_TASKS and limits.is_turbo:
+            raise UnsupportedError(f"task_type '{self.task_type}' needs a base or sft model; this worker serves "
+                                   f"{limits.dit_model}")
+
+    # --- derived values ------------------------------------------------------------------------
+    @property
+    def warnings(self) -> list[str]:
+        return list(self._warnings)
+
+    @property
+    def explicit_seeds(self) -> list[int]:
+        """The seeds the caller asked for (empty = random), honouring ``use_random_seed``."""
+        seeds = self.seed if isinstance(self.seed, list) else [int(self.seed)]
+        if self.use_random_seed or seeds == [-1]:
+            return []
+        return seeds
+
+    @property
+    def is_instrumental(self) -> bool:
+        return self.lyrics.strip().lower() in INSTRUMENTAL_LYRICS
+
+    @property
+    def content_type(self) -> str:
+        return CONTENT_TYPES[self.audio_format]
+
+    def audio_input(self, field: Literal["src_audio_base64", "reference_audio_base64"]) -> bytes | None:
+        return self._audio_bytes.get(field)
+
+    @property
+    def audio_input_bytes(self) -> int:
+        """Bytes of the audio files this request brings (decoded from base64)."""
+        return sum(len(data) for data in self._audio_bytes.values())
+
+
+_FIELD_NAMES = frozenset(GenerateRequest.model_fields)
+
+
+def parse_generate_request(data: Any, limits: Limits | None = None) -> GenerateRequest:
+    """Validate a job input; raises ``InputError``/``UnsupportedError`` with one line naming the field."""
+    if data is None or (isinstance(data, Mapping) and not data):
+        raise InputError("input is empty: give a prompt (caption), lyrics or a sample_query")
+    if not isinstance(data, Mapping):
+        raise InputError(f"input must be a JSON object, got {type(data).__name__}")
+    fields, unknown = merge_sources(data, _FIELD_NAMES)
+    try:
+        request = GenerateRequest.model_validate(fields, context={"limits": limits})
+    except ValidationError as err:
+        raise InputError(describe_validation_error(err, GenerateRequest)) from None
+    if unknown:
+        request._warnings.append(f"ignored unknown field(s): {', '.join(sorted(set(unknown)))}")
+    return request
+
+
+class FormatInputRequest(SongFields):
+    """``format_input``: the 5 Hz LM rewrites caption and lyrics and fills in the metadata it is not given.
+
+    Read like a generation request: top level, then ``param_obj`` (duration, bpm, key/key_scale,
+    time_signature, language), then ``metas``/``metadata``. A value the caller gives always wins.
+    """
+
+    vocal_language: str = Field("unknown", description="Lyrics' language; 'unknown' = the LM decides.")
+    temperature: float = Field(0.85, ge=0.0, le=2.0, description="LM sampling temperature.")
+
+    @model_validator(mode="after")
+    def _not_empty(self):
+        if not (self.prompt.strip() or self.lyrics.strip()):
+            raise ValueError("the request is empty: give a prompt (caption) or lyrics to format")
+        return self
+
+
+def parse_format_input_request(data: Any) -> FormatInputRequest:
+    """Validate a ``format_input`` body; raises ``InputError`` with one line naming the field."""
+    if not isinstance(data, Mapping) or not data:
+        raise InputError("input must be a JSON object with a prompt (caption) and/or lyrics")
+    fields, _ = merge_sources(data, frozenset(FormatInputRequest.model_fields))
+    try:
+        return FormatInputRequest.model_validate(fields)
+    except ValidationError as err:
+        raise InputError(describe_validation_error(err, FormatInputRequest)) from None

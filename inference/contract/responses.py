@@ -1,0 +1,92 @@
+"""What the worker answers: a generation's audios and report, the models it serves, ``format_input``'s result."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, model_serializer
+
+
+class AudioOut(BaseModel):
+    """One finished audio: exactly one of url, base64 or path is present."""
+
+    url: str | None = None
+    base64: str | None = None
+    path: str | None = None
+    key: str | None = None
+    format: str
+    content_type: str
+    bytes: int
+    duration: float
+    sample_rate: int
+    seed: int
+
+    @model_serializer(mode="wrap")
+    def _only_the_delivery_used(self, handler):
+        data = handler(self)
+        for name in ("url", "base64", "path"):
+            if data.get(name) is None:
+                data.pop(name, None)
+        return data
+
+
+class Metas(BaseModel):
+    bpm: int | None = None
+    duration: float
+    keyscale: str = ""
+    timesignature: str = ""
+    vocal_language: str = "en"
+
+
+class Timings(BaseModel):
+    lm_s: float = 0.0
+    lm_tokens: int = Field(0, description="Tokens the 5 Hz LM generated for this job")
+    generate_s: float = 0.0
+    encode_s: float = 0.0
+    upload_s: float = 0.0
+    total_s: float = 0.0
+
+
+class GenerateResponse(BaseModel):
+    audios: list[AudioOut]
+    prompt: str
+    lyrics: str
+    metas: Metas
+    dit_model: str
+    lm_model: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+    timings: Timings
+
+
+class ModelInfo(BaseModel):
+    name: str
+    is_default: bool
+    is_loaded: bool
+    task_types: list[str]
+    supports_audio_codes: bool = Field(True, description="False for checkpoints without an audio tokenizer: "
+                                                         "thinking then plans metadata only")
+
+
+class LmModelInfo(BaseModel):
+    name: str
+    is_loaded: bool
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelInfo]
+    default_model: str
+    lm_models: list[LmModelInfo] = Field(default_factory=list)
+
+
+class FormatInputResponse(BaseModel):
+    """What ``format_input`` returns: the rewritten caption and lyrics and the completed metadata."""
+
+    caption: str
+    lyrics: str
+    bpm: int | None = None
+    key_scale: str = ""
+    time_signature: str = ""
+    duration: float | None = None
+    vocal_language: str = "unknown"
+
+
+class ErrorResponse(BaseModel):
+    error: str
