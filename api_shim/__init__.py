@@ -1,4 +1,4 @@
-"""The ACE-Step 1.5 HTTP API (API.md sections 1 and 2) on top of this project's worker.
+"""The ACE-Step 1.5 HTTP API (docs/api.md) on top of this project's worker.
 
 ``app.py`` holds the routes; a backend does the work: ``backends/local.py`` generates in this process (pod
 mode), ``backends/runpod.py`` forwards to a RunPod serverless endpoint running ``handler.py``. The routes

@@ -1,4 +1,4 @@
-"""The FastAPI app: the endpoints of API.md section 2 in the envelope of section 1 (docs at ``/docs``).
+"""The FastAPI app: the endpoints of docs/api.md in the upstream envelope (OpenAPI at ``/docs``).
 
 Routes only translate: read and check the request (size, JSON, key), call the backend, wrap the answer.
 Every error, including unknown routes and server faults, comes back in the envelope with a one-line
@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
@@ -23,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api_shim import audio_files
 from api_shim.backends import Backend, make_backend
 from api_shim.envelope import ApiError, Envelope, ErrorEnvelope, failure, ok
+from api_shim.random_samples import random_sample
 from api_shim.models import HealthData, QueryResultItem, QueryResultRequest, ReleaseTaskData, StatsData
 from api_shim.requests_in import BodyBudget, authorize, body_limit, read_body
 from api_shim.task_store import TaskStore
@@ -69,7 +71,12 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             store.close()
 
     app = FastAPI(title="ACE-Step 1.5 API", version="1.0", lifespan=lifespan,
-                  description="The ACE-Step 1.5 HTTP API served by acestep-worker (API.md sections 1 and 2).")
+                  description="The ACE-Step 1.5 HTTP API served by acestep-worker (docs/api.md).")
+    # browsers: upstream's rule by default (file:// pages and localhost), configurable
+    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list,
+                       allow_origin_regex=settings.cors_regex, allow_methods=["GET", "POST", "OPTIONS"],
+                       allow_headers=["Content-Type", "Authorization", "Range"],
+                       expose_headers=["Content-Range", "Accept-Ranges", "Content-Length"])
 
     # --- errors, all in the envelope ---
     @app.exception_handler(ApiError)
@@ -121,10 +128,22 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         authorize(request, settings)
         return ok(await backend_of(request).models())
 
+    @app.get("/v1/model_inventory", response_model=Envelope[ModelsResponse], responses=_ERRORS)
+    async def model_inventory(request: Request):
+        """The same as ``/v1/models`` (upstream serves both)."""
+        authorize(request, settings)
+        return ok(await backend_of(request).models())
+
+    @app.post("/create_random_sample", responses=_ERRORS)
+    async def create_random_sample(request: Request):
+        """A ready-made request: ``sample_type`` ``simple_mode`` (a description) or ``custom_mode`` (caption,
+        lyrics and metadata)."""
+        return ok(random_sample(await body_of(request, "query_result")))
+
     @app.post("/release_task", response_model=Envelope[ReleaseTaskData], responses=_ERRORS,
               openapi_extra=_body_schema(GenerateRequest))
     async def release_task(request: Request):
-        """Queue a generation (API.md section 3 fields); poll it with ``/query_result``."""
+        """Queue a generation (the fields of docs/api.md); poll it with ``/query_result``."""
         return ok(await backend_of(request).submit(await object_body_of(request, "release_task")))
 
     @app.post("/query_result", response_model=Envelope[list[QueryResultItem]], responses=_ERRORS,
@@ -135,7 +154,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         try:
             query = QueryResultRequest.model_validate(body if isinstance(body, dict) else {})
         except ValidationError:
-            raise ApiError(400, "task_id_list must be a list of 1 to 500 task ids (or a JSON string of one)") from None
+            raise ApiError(400, "task_id_list must be a list of at most 500 task ids (or a JSON string of one)") from None
         return ok(await backend_of(request).query(query.task_id_list))
 
     @app.post("/format_input", response_model=Envelope[FormatInputResponse], responses=_ERRORS,

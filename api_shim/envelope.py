@@ -1,4 +1,4 @@
-"""The response envelope of API.md section 1, and the error type every route raises."""
+"""The response envelope (docs/api.md section 1), and the error type every route raises."""
 
 from __future__ import annotations
 

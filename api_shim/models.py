@@ -1,4 +1,4 @@
-"""Typed bodies of the shim's own endpoints (API.md section 2). Generation fields are ``inference.contract``'s."""
+"""Typed bodies of the shim's own endpoints (docs/api.md). Generation fields are ``inference.contract``'s."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serial
 
 Backend = Literal["local", "runpod"]
 QUEUED_OR_RUNNING, SUCCEEDED, FAILED = 0, 1, 2
+DEFAULT_AVG_JOB_S = 5.0  # /v1/stats before any job has finished, as upstream starts
 
 
 class HealthData(BaseModel):
@@ -17,8 +18,17 @@ class HealthData(BaseModel):
     service: str = "ACE-Step API"
     version: str = "1.0"
     models_loaded: bool
+    models_initialized: bool = Field(False, description="Upstream's name for models_loaded.")
+    llm_initialized: bool = Field(False, description="Whether the 5 Hz LM is loaded (as far as the shim knows).")
+    loaded_model: str | None = Field(None, description="The DiT served.")
+    loaded_lm_model: str | None = Field(None, description="The 5 Hz LM served, if any.")
     backend: Backend
     error: str | None = Field(None, description="Why the service cannot serve jobs, when it cannot.")
+
+    @model_validator(mode="after")
+    def _upstream_names(self):
+        self.models_initialized = self.models_loaded
+        return self
 
     @model_serializer(mode="wrap")
     def _drop_empty_error(self, handler):
@@ -40,7 +50,7 @@ class QueryResultRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    task_id_list: list[str] = Field(min_length=1, max_length=500)
+    task_id_list: list[str] = Field(default_factory=list, max_length=500)
 
     @model_validator(mode="before")
     @classmethod
@@ -63,7 +73,7 @@ class QueryResultRequest(BaseModel):
 class QueryResultItem(BaseModel):
     task_id: str
     status: Literal[0, 1, 2] = Field(description="0 queued or running, 1 succeeded, 2 failed")
-    result: str = Field(description="A JSON string: a list with one object per audio (see API.md)")
+    result: str = Field(description="A JSON string: a list with one object per audio (see docs/api.md)")
     progress_text: str = ""
 
 
@@ -79,5 +89,6 @@ class StatsData(BaseModel):
     jobs: JobCounts
     queue_size: int
     queue_maxsize: int
-    avg_job_seconds: float | None
+    avg_job_seconds: float = Field(description=f"Mean seconds of the finished jobs; {DEFAULT_AVG_JOB_S} before any "
+                                               f"(upstream's starting value), so it is always a number.")
 

@@ -1,18 +1,18 @@
 """What every request passes before a backend sees it, cheapest first: the API key in the header, the body's
 size (declared, then counted while reading) against the route's limit and against the bytes all requests
-may be reading at once, JSON parsing, and last the key in the body (``ai_token``) for clients that send it
-there. Without a valid header only a small body is read, so nobody without the key can make the server read
-megabytes."""
+may be reading at once, decoding as its content type says (JSON, forms, multipart uploads), and last the key
+in the body (``ai_token``, JSON or form) for clients that send it there. Without a valid header only a small
+body is read, so nobody without the key can make the server read megabytes."""
 
 from __future__ import annotations
 
 import hmac
-import json
 from contextlib import contextmanager
 from typing import Any
 
 from fastapi import Request
 
+from api_shim.body_forms import decode_body
 from api_shim.envelope import ApiError
 from inference.settings import Settings
 
@@ -65,12 +65,14 @@ def body_limit(settings: Settings, backend: str, route: str) -> tuple[int, str]:
 
 
 def header_authorized(request: Request, settings: Settings) -> bool:
-    """No key configured, or ``Authorization: Bearer <key>`` matches (constant time)."""
+    """No key configured, or ``Authorization: Bearer <key>`` or the bare ``Authorization: <key>`` upstream clients
+    also send matches (constant time)."""
     if settings.api_key is None:
         return True
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
-                                                              settings.api_key.get_secret_value().encode())
+    header = request.headers.get("authorization", "").strip()
+    scheme, _, rest = header.partition(" ")
+    given = rest.strip() if scheme.lower() == "bearer" else header
+    return hmac.compare_digest(given.encode(), settings.api_key.get_secret_value().encode())
 
 
 def authorize(request: Request, settings: Settings) -> None:
@@ -84,7 +86,7 @@ async def read_body(request: Request, settings: Settings, budget: BodyBudget, li
     keyed = header_authorized(request, settings)
     cap = limit if keyed else min(limit, PRE_AUTH_BODY_BYTES)
     try:
-        body = await _read_json(request, cap, budget, limit_name)
+        body = await _read_body(request, cap, budget, limit_name)
     except ApiError as err:
         if err.status == 413 and not keyed:  # too big to look for ai_token: the key must come in the header
             raise ApiError(401, f"{KEY_REQUIRED}; bodies over {PRE_AUTH_BODY_BYTES} bytes need the header",
@@ -98,8 +100,9 @@ async def read_body(request: Request, settings: Settings, budget: BodyBudget, li
     return body
 
 
-async def _read_json(request: Request, limit: int, budget: BodyBudget, limit_name: str) -> Any:
-    """413 past ``limit`` bytes (the declared length first, then while reading), 400 when it is not JSON."""
+async def _read_body(request: Request, limit: int, budget: BodyBudget, limit_name: str) -> Any:
+    """413 past ``limit`` bytes (the declared length first, then while reading); then decoded as its content type
+    says (``api_shim.body_forms``)."""
     header = request.headers.get("content-length", "")
     declared = int(header) if header.isdigit() else None
     if declared is not None and declared > limit:
@@ -115,11 +118,4 @@ async def _read_json(request: Request, limit: int, budget: BodyBudget, limit_nam
             if declared is None:
                 take(len(chunk))
             chunks.append(chunk)
-        raw = b"".join(chunks)
-    if not raw.strip():
-        return {}
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ApiError(400, f"the request body is not valid JSON ({err.__class__.__name__} at byte "
-                            f"{getattr(err, 'pos', 0)})") from None
+        return await decode_body(b"".join(chunks), request.headers)

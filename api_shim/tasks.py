@@ -12,6 +12,7 @@ from typing import Any
 from api_shim.models import FAILED, QUEUED_OR_RUNNING, SUCCEEDED, QueryResultItem
 
 ENV_NAME = "development"  # what upstream reports in every result item
+NOT_SET = "N/A"
 
 
 @dataclass
@@ -95,16 +96,21 @@ def generation_info(output: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _filled(value: Any) -> Any:
+    """Upstream's placeholder for a song's metadata nobody chose: "N/A"."""
+    return NOT_SET if value is None or value == "" else value
+
+
 def success_items(task: Task, output: dict[str, Any], paths: list[str]) -> list[dict[str, Any]]:
-    """One upstream-shaped result object per audio, from the worker's output (API.md section 4)."""
+    """One upstream-shaped result object per audio, from the worker's output (docs/api.md, "Results")."""
     metas = output.get("metas", {})
     seeds = ",".join(str(a.get("seed")) for a in output.get("audios", []))
     info = generation_info(output)
     created = int(task.created)
     return [{"file": file_url(path), "wave": "", "status": SUCCEEDED, "create_time": created, "env": ENV_NAME,
              "prompt": output.get("prompt", task.prompt), "lyrics": output.get("lyrics", task.lyrics),
-             "metas": {"bpm": metas.get("bpm"), "duration": metas.get("duration"), "genres": "",
-                       "keyscale": metas.get("keyscale", ""), "timesignature": metas.get("timesignature", ""),
+             "metas": {**{name: _filled(metas.get(name)) for name in ("bpm", "duration", "genres", "keyscale",
+                                                                       "timesignature")},
                        "prompt": task.prompt, "lyrics": task.lyrics},
              "generation_info": info, "seed_value": seeds, "lm_model": output.get("lm_model") or "",
              "dit_model": output.get("dit_model", ""), "progress": 1.0, "stage": "succeeded"}

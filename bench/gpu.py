@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def build_full_pipeline():
-    """ACE-Step 1.5 turbo at full size, random weights (CHECKPOINTS.md section 1 configs)."""
+    """ACE-Step 1.5 turbo at full size, random weights (docs/checkpoints.md section 1 configs)."""
     from diffusers import AceStepPipeline, AutoencoderOobleck, FlowMatchEulerDiscreteScheduler
     from diffusers.models.transformers.ace_step_transformer import AceStepTransformer1DModel
     from diffusers.pipelines.ace_step import AceStepAudioTokenDetokenizer, AceStepAudioTokenizer, AceStepConditionEncoder

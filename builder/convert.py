@@ -3,7 +3,7 @@
     python -m builder.convert --source SRC --dit acestep-v15-turbo --out /app/checkpoints [--lm acestep-5Hz-lm-1.7B]
                               [--dtype bfloat16] [--model-version turbo|base|sft] [--force]
 
-Input (CHECKPOINTS.md section 1): ``SRC/<dit>/`` (``config.json``, ``model.safetensors`` or shards with an index,
+Input (docs/checkpoints.md section 1): ``SRC/<dit>/`` (``config.json``, ``model.safetensors`` or shards with an index,
 ``silence_latent.pt``), ``SRC/vae/``, ``SRC/Qwen3-Embedding-0.6B/``. Output: ``OUT/<dit>/`` with
 ``transformer/``, ``condition_encoder/``, ``audio_tokenizer/``, ``audio_token_detokenizer/``, ``vae/``,
 ``text_encoder/``, ``tokenizer/``, ``scheduler/`` and ``model_index.json`` (section 3). A folder that is already

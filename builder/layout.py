@@ -1,4 +1,4 @@
-"""Where every checkpoint lives on Hugging Face and which files each needs (API.md section 5, CHECKPOINTS.md)."""
+"""Where every checkpoint lives on Hugging Face and which files each needs (docs/checkpoints.md section 4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Songs to file bytes with libsndfile (through soundfile): mp3, wav, flac, ogg (Vorbis), opus.
+"""Songs to file bytes with libsndfile (through soundfile): mp3, wav (16-bit), wav32 (32-bit float), flac, ogg
+(Vorbis), opus.
 
 The model's rate (48 kHz) and channels are kept; samples are clipped to [-1, 1] before the conversion
 to integer PCM or a lossy codec, so a peak at full scale never wraps around. MP3 is constant bitrate at
@@ -23,6 +24,7 @@ from inference.contract import CONTENT_TYPES
 _CODECS = {
     "mp3": ("MP3", "MPEG_LAYER_III", "mp3"),
     "wav": ("WAV", "PCM_16", "wav"),
+    "wav32": ("WAV", "FLOAT", "wav"),
     "flac": ("FLAC", "PCM_16", "flac"),
     "ogg": ("OGG", "VORBIS", "ogg"),
     "opus": ("OGG", "OPUS", "opus"),
@@ -47,6 +49,8 @@ def expected_bytes(audio_format: str, mp3_bitrate: int, duration_s: float, songs
     pcm = sample_rate * channels * 2 * duration_s
     if audio_format == "wav":
         one = pcm + WAV_HEADER_BYTES
+    elif audio_format == "wav32":
+        one = 2 * pcm + WAV_HEADER_BYTES
     elif audio_format == "flac":
         one = pcm * FLAC_RATIO
     elif audio_format == "mp3":

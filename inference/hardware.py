@@ -1,4 +1,4 @@
-"""Device, dtype and GPU tier: what this machine can run (API.md section 5)."""
+"""Device, dtype and GPU tier: what this machine can run."""
 
 from __future__ import annotations
 

@@ -19,7 +19,9 @@ def describe_models(dit_model: str, lm_model: str | None, is_turbo: bool | None 
     """The one DiT a worker serves (its default and loaded), and its 5 Hz LM when it has one. ``is_turbo``
     unknown (the shim, which has no checkpoint) = judged from the name."""
     turbo = is_turbo_name(dit_model) if is_turbo is None else is_turbo
+    tasks = task_types(turbo)
     return ModelsResponse(
-        models=[ModelInfo(name=dit_model, is_default=True, is_loaded=True, task_types=task_types(turbo),
-                          supports_audio_codes=supports_audio_codes)],
-        default_model=dit_model, lm_models=[LmModelInfo(name=lm_model, is_loaded=True)] if lm_model else [])
+        models=[ModelInfo(name=dit_model, is_default=True, is_loaded=True, task_types=tasks,
+                          supported_task_types=tasks, supports_audio_codes=supports_audio_codes)],
+        default_model=dit_model, lm_models=[LmModelInfo(name=lm_model, is_loaded=True)] if lm_model else [],
+        loaded_lm_model=lm_model, llm_initialized=lm_model is not None)

@@ -91,8 +91,8 @@ def batch_key(request: GenerateRequest) -> tuple:
     duration = request.audio_duration if request.audio_duration is not None else DEFAULT_DURATION_S
     return (duration, request.inference_steps, request.guidance_scale, request.shift, request.bpm,
             request.key_scale, request.time_signature, request.task_type, request.src_audio_base64,
-            request.reference_audio_base64, request.repainting_start, request.repainting_end,
-            request.audio_cover_strength)
+            request.reference_audio_base64, request.src_audio_url, request.reference_audio_url,
+            request.repainting_start, request.repainting_end, request.audio_cover_strength)
 
 
 def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],

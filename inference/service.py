@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from inference import run
 from inference.accelerator_faults import LM_OUT_OF_MEMORY, out_of_memory
 from inference.audio import encode_all, expected_bytes
+from inference.audio_fetch import fetch_audio_inputs
 from inference.audio_input import decode_audio_inputs
 from inference.errors import CancelledJob, GenerationError, UnsupportedError
 from inference.hardware import free_accelerator_memory
@@ -135,6 +136,7 @@ class GenerationService:
         request = job_input if isinstance(job_input, GenerateRequest) else self.parse(job_input)
         if target is None:
             target = choose_target(self.settings, s3_config)  # a bad s3Config fails before any GPU time is spent
+        fetch_audio_inputs(request, self.settings, s3_config)  # inputs given by URL, with their guards
         audio_inputs = decode_audio_inputs(request, self.loaded.sample_rate)
         if request.audio_duration is not None or self.planner is None:  # else the LM chooses it: checked in plan
             self._check_deliverable(request, target, audio_inputs)
@@ -218,7 +220,8 @@ class GenerationService:
             dit_model=self.loaded.dit_model, lm_model=self.lm_model, warnings=generation.warnings,
             timings=Timings(lm_s=round(generation.lm_s, 4), lm_tokens=rendered.lm_tokens,
                             generate_s=round(generation.generate_s, 4), encode_s=round(encode_s, 4),
-                            upload_s=round(upload_s, 4), total_s=round(total_s, 4)))
+                            upload_s=round(upload_s, 4), total_s=round(total_s, 4)),
+            limits=self.loaded.limits)
 
 
 def _lm_call(fn, *args):

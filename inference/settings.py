@@ -22,7 +22,7 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
 
-    # --- checkpoints and devices (API.md section 5) ---
+    # --- checkpoints and devices ---
     checkpoint_dir: Path = Field(
         Path("/app/checkpoints"), alias="ACESTEP_CHECKPOINT_DIR",
         description="Folder holding the checkpoint folders baked into the image.")
@@ -31,12 +31,13 @@ class Settings(BaseModel):
         description="DiT checkpoint folder name under ACESTEP_CHECKPOINT_DIR (diffusers layout).")
     config_path: Path | None = Field(
         None, alias="ACESTEP_CONFIG_PATH",
-        description="Full path of the DiT folder; wins over the two above when set.")
+        description="Path of the DiT folder (a relative one is under ACESTEP_CHECKPOINT_DIR); wins over the two above.")
     lm_model: str | None = Field(
         None, alias="ACESTEP_LM_MODEL",
         description="5 Hz LM folder name; unset = chosen by GPU tier; 'none' disables the LM.")
     lm_model_path: Path | None = Field(
-        None, alias="ACESTEP_LM_MODEL_PATH", description="Full path of the LM folder; wins when set.")
+        None, alias="ACESTEP_LM_MODEL_PATH",
+        description="Path of the LM folder (a relative one is under ACESTEP_CHECKPOINT_DIR); wins when set.")
     lm_backend: Literal["pt", "vllm"] = Field(
         "pt", alias="ACESTEP_LM_BACKEND", description="'pt' (transformers) or 'vllm' when installed.")
     device: str = Field(
@@ -71,7 +72,7 @@ class Settings(BaseModel):
     max_batch_size: int | None = Field(
         None, alias="ACESTEP_MAX_BATCH_SIZE", description="Largest batch; unset = by GPU tier.")
 
-    # --- outputs and storage (API.md section 4) ---
+    # --- outputs and storage (docs/api.md section 5) ---
     output_dir: Path | None = Field(
         None, alias="ACESTEP_OUTPUT_DIR",
         description="When set and no bucket is configured, audio is written here and returned as paths.")
@@ -143,6 +144,17 @@ class Settings(BaseModel):
     body_budget_bytes: int = Field(
         192 * 1024 * 1024, ge=1024, alias="ACESTEP_BODY_BUDGET_BYTES",
         description="Shim: request bodies all requests together may be reading at once; past it HTTP 503.")
+    cors_origins: str = Field(
+        "null,http://localhost,http://127.0.0.1", alias="ACESTEP_CORS_ORIGINS",
+        description="Shim: browser origins allowed to call it, comma-separated ('null' = pages opened from a file; "
+                    "'*' = any); upstream's rule by default.")
+    cors_origin_regex: str = Field(
+        r"^https?://(localhost|127\.0\.0\.1)(:\d+)?$", alias="ACESTEP_CORS_ORIGIN_REGEX",
+        description="Shim: origins matching this are allowed too (default: localhost on any port); 'none' = none.")
+    tmp_dir: Path | None = Field(
+        None, alias="ACESTEP_TMPDIR",
+        description="Shim: the output folder when ACESTEP_OUTPUT_DIR is unset (upstream's variable); audio goes to "
+                    "its api_audio/ subfolder.")
     task_db: Path | None = Field(
         None, alias="ACESTEP_TASK_DB",
         description="Shim: SQLite file of task records; unset = tasks.sqlite3 in the shim's output folder.")
@@ -186,7 +198,10 @@ class Settings(BaseModel):
     # --- derived values ---
     @property
     def dit_path(self) -> Path:
-        return self.config_path if self.config_path else self.checkpoint_dir / self.dit_model
+        """ACESTEP_CONFIG_PATH (a relative one under the checkpoint folder, as upstream), else the folder by name."""
+        if self.config_path:
+            return self.config_path if self.config_path.is_absolute() else self.checkpoint_dir / self.config_path
+        return self.checkpoint_dir / self.dit_model
 
     @property
     def dit_name(self) -> str:
@@ -194,8 +209,13 @@ class Settings(BaseModel):
 
     @property
     def shim_output_dir(self) -> Path:
-        """Where the shim keeps audio and its task records: ACESTEP_OUTPUT_DIR, else ./outputs."""
-        return (self.output_dir or Path("outputs")).resolve()
+        """Where the shim keeps audio and its task records: ACESTEP_OUTPUT_DIR, else ACESTEP_TMPDIR, else ./outputs."""
+        return (self.output_dir or self.tmp_dir or Path("outputs")).resolve()
+
+    @property
+    def shim_audio_dir(self) -> Path:
+        """Where the shim writes finished audio: ``api_audio/`` in its output folder, where upstream writes it."""
+        return self.shim_output_dir / "api_audio"
 
     @property
     def shim_task_db(self) -> Path:
@@ -206,6 +226,14 @@ class Settings(BaseModel):
         if self.shim_backend != "auto":
             return self.shim_backend == "runpod"
         return bool(self.runpod_endpoint_id and self.runpod_api_key)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @property
+    def cors_regex(self) -> str | None:
+        return None if self.cors_origin_regex.strip().lower() in ("", "none") else self.cors_origin_regex
 
     @property
     def worker_concurrency(self) -> int:

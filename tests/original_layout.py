@@ -1,4 +1,4 @@
-"""A tiny ACE-Step 1.5 checkpoint in the ORIGINAL (non-diffusers) layout, written from CHECKPOINTS.md section 2.
+"""A tiny ACE-Step 1.5 checkpoint in the ORIGINAL (non-diffusers) layout, written from docs/checkpoints.md section 2.
 
 Key names and shapes come from the document's table of original keys, not from any converter, with seeded
 random weights: ``<root>/<dit>/{config.json, model.safetensors, silence_latent.pt}``, ``<root>/vae/`` and

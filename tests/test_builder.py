@@ -21,7 +21,7 @@ from inference.settings import Settings
 from tests.original_layout import CONFIG, original_shapes, write_original_checkpoint
 
 DIT = "acestep-v15-turbo"
-# CHECKPOINTS.md section 2, restated for the test: original key -> (subfolder, diffusers key)
+# docs/checkpoints.md section 2, restated for the test: original key -> (subfolder, diffusers key)
 PREFIXES = {"decoder.": "transformer", "encoder.": "condition_encoder", "tokenizer.": "audio_tokenizer",
             "detokenizer.": "audio_token_detokenizer"}
 RENAMED = [(".q_proj.", ".to_q."), (".k_proj.", ".to_k."), (".v_proj.", ".to_v."), (".o_proj.", ".to_out.0."),

@@ -38,6 +38,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from inference.errors import InputError, UnsupportedError
+from inference.contract.vocabulary import SAMPLE_FROM_NOTHING
 from inference.contract import (
     ALIASES,
     AUDIO_FORMATS,
@@ -347,6 +348,8 @@ def parses_to(request: GenerateRequest, expected: dict) -> None:
             assert request.explicit_seeds == ([] if request.use_random_seed else seeds)
         elif name in AUDIO_INPUT_FIELDS:
             assert request.audio_input(name) == base64.b64decode(value)
+        elif name == "sample_query" and expected.get("sample_mode") and not value.strip():
+            assert request.sample_query == SAMPLE_FROM_NOTHING  # sample_mode with no query: the LM's own start
         else:
             assert getattr(request, name) == value, (name, getattr(request, name), value)
     assert request.warnings == []

@@ -26,7 +26,7 @@ BAD_INPUTS = [
     ({**GOOD, "bpm": 99.5}, "bpm must be an integer between 30 and 300"),
     ({**GOOD, "inference_steps": 0}, "inference_steps must be between 1 and 200 (got 0)"),
     ({**GOOD, "inference_steps": 50}, "inference_steps must be between 1 and 20 on turbo models (got 50)"),
-    ({**GOOD, "audio_format": "aac"}, "audio_format must be one of 'mp3', 'wav', 'flac', 'ogg' or 'opus'"),
+    ({**GOOD, "audio_format": "aiff"}, "audio_format must be one of 'mp3', 'wav', 'wav32', 'flac', 'ogg' or 'opus'"),
     ({**GOOD, "lyrics": "la " * 5000}, "lyrics must be at most 12000 characters (got 15000)"),
     ({**GOOD, "seed": "12,twelve"}, "seed must be an integer or comma-separated integers"),
     ({**GOOD, "task_type": "repaint", "src_audio_base64": "%%%not-base64%%%"}, "src_audio_base64 is not valid base64"),
@@ -94,8 +94,9 @@ def test_models_action(worker_api):
     url, _ = worker_api
     output = runsync(url, {"action": "models"})["output"]
     assert output["default_model"] == "acestep-v15-turbo"
+    tasks = ["text2music", "repaint", "cover"]
     assert output["models"] == [{"name": "acestep-v15-turbo", "is_default": True, "is_loaded": True,
-                                 "task_types": ["text2music", "repaint", "cover"], "supports_audio_codes": True}]
+                                 "task_types": tasks, "supported_task_types": tasks, "supports_audio_codes": True}]
     assert output["lm_models"] == []  # no LM next to this checkpoint
 
 

@@ -1,4 +1,4 @@
-"""The LM's prompt bytes (LM.md section 2) and the reading of its output (section 3), on upstream-shaped text."""
+"""The LM's prompt bytes (docs/lm.md section 2) and the reading of its output (section 3), on upstream-shaped text."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The request contract of API.md section 3: aliases, defaults, ranges, sources, unknown fields."""
+"""The request contract (docs/api.md section 3): aliases, defaults, ranges, sources, unknown fields."""
 
 import base64
 import json
@@ -47,7 +47,9 @@ def test_defaults_match_the_contract():
 
 ALIAS_VALUES = {
     "prompt": "string pad", "audio_duration": 42.0, "key_scale": "D minor", "time_signature": "3",
-    "vocal_language": "ja", "use_format": True, "sample_query": "a sad song about rain",
+    "vocal_language": "ja", "use_format": True, "sample_query": "a sad song about rain", "model": "acestep-v15-turbo",
+    "audio_cover_strength": 0.5, "src_audio_base64": base64.b64encode(wav_bytes(4800)).decode(),
+    "reference_audio_base64": base64.b64encode(wav_bytes(4800)).decode(),
 }
 
 
@@ -122,7 +124,9 @@ def test_base64_audio_accepts_data_urls_and_returns_bytes():
     ({"mp3_bitrate": 8}, "mp3_bitrate must be between 32 and 320 kbps (got 8)"),
     ({"shift": 0}, "shift must be between 1 and 5 (got 0)"),
     ({"audio_cover_strength": 2}, "audio_cover_strength must be between 0 and 1 (got 2)"),
-    ({"audio_format": "aac"}, "audio_format must be one of 'mp3', 'wav', 'flac', 'ogg' or 'opus' (got 'aac')"),
+    ({"audio_format": "flacc"}, "audio_format must be one of 'mp3', 'wav', 'wav32', 'flac', 'ogg' or 'opus' (got "
+                                "'flacc')"),
+    ({"audio_format": "aac"}, "audio_format 'aac' is not produced by this worker; choose one of mp3, wav, wav32"),
     ({"task_type": "remix"}, "task_type must be one of"),
     ({"vocal_language": "klingon"}, "vocal_language must be one of ar, az"),
     ({"key_scale": "H major"}, "key_scale must be a note A-G"),
@@ -133,7 +137,9 @@ def test_base64_audio_accepts_data_urls_and_returns_bytes():
     ({"task_type": "repaint"}, "task_type 'repaint' needs source audio"),
     ({"task_type": "repaint", "src_audio_base64": "AAAA", "repainting_start": 20, "repainting_end": 10},
      "repainting_end must be -1 (the end) or greater than repainting_start (20.0) (got 10.0)"),
-    ({"src_audio_url": "http://example.com/a.wav"}, "src_audio_url audio inputs by URL are not served"),
+    ({"src_audio_url": "ftp://example.com/a.wav"}, "src_audio_url must be an http://, https:// or s3:// URL"),
+    ({"task_type": "cover", "src_audio_url": "https://example.com/a.wav", "src_audio_base64": "AAAA"},
+     "give src_audio_base64 or src_audio_url, not both"),
 ])
 def test_out_of_range_and_bad_values_name_the_field(extra, needle):
     assert needle in error_of({**BASE, **extra})
@@ -153,3 +159,40 @@ def test_limits_of_the_deployment_apply():
     assert "needs a base or sft model" in error_of({**BASE, "task_type": "lego", "src_audio_base64": "AAAA"}, small)
     base = Limits(is_turbo=False, dit_model="acestep-v15-base")
     assert parse({"inference_steps": 60}, limits=base).inference_steps == 60
+
+
+@pytest.mark.parametrize("field", ["audio_duration", "inference_steps", "lm_temperature", "repainting_start",
+                                   "mp3_bitrate", "use_random_seed"])
+def test_every_field_is_also_read_in_camel_case_and_hyphenated(field):
+    from inference.contract.normalise import camel_case
+
+    value = {"audio_duration": 33.0, "inference_steps": 5, "lm_temperature": 0.5, "repainting_start": 2.0,
+             "mp3_bitrate": 128, "use_random_seed": False}[field]
+    for name in (camel_case(field), field.replace("_", "-")):
+        request = parse_generate_request({"lyrics": "[Verse]\nla", name: value})
+        assert getattr(request, field) == value and request.warnings == [], name
+
+
+def test_null_is_not_a_value_and_the_first_non_empty_container_is_read():
+    r = parse_generate_request({"caption": None, "bpm": None, "param_obj": {"caption": "inner"},
+                                "meta": {}, "user_metadata": json.dumps({"bpm": 77}), "userMetadata": {"bpm": 1}})
+    assert (r.prompt, r.bpm) == ("inner", 77)
+
+
+def test_upstream_fields_this_worker_lacks_are_reported_as_such():
+    r = parse(instruction="x", trackName="vocals", metas={"timesteps": "0.5,0"})
+    assert r.warnings == ["not supported by this worker, ignored: instruction, metas.timesteps, track_name"]
+
+
+@pytest.mark.parametrize("given, key", [("Am", "A minor"), ("C#m", "C# minor"), ("Bb", "Bb major"), ("bm", "B minor"),
+                                        ("ebmaj", "Eb major"), ("G", "G major"), ("F# Minor", "F# minor")])
+def test_key_scale_short_forms(given, key):
+    assert parse(key_scale=given).key_scale == key
+
+
+def test_the_served_model_by_name_or_a_clear_refusal():
+    limits = Limits(dit_model="acestep-v15-turbo")
+    assert parse(dit_model="acestep-v15-turbo", limits=limits).model == "acestep-v15-turbo"
+    with pytest.raises(UnsupportedError, match=r"^model must be 'acestep-v15-turbo', the DiT this worker serves "
+                                               r"\(got 'acestep-v15-base'\)"):
+        parse(model="acestep-v15-base", limits=limits)

@@ -89,3 +89,22 @@ def test_the_bodies_read_at_once_are_bounded_in_bytes(keyed_shim):
             break
         time.sleep(0.2)
     assert answer.status_code == 200, answer.text
+
+
+def test_the_key_as_upstream_clients_send_it(keyed_shim):
+    """acestep/api/http/auth.py: ``Authorization: Bearer <key>``, the bare key, or ai_token in a JSON or form body."""
+    song = {"caption": "x", "lyrics": "[inst]", "duration": 10, "inference_steps": 2, "batch_size": 1}
+    accepted = [
+        requests.post(f"{keyed_shim}/release_task", json=song, headers={"Authorization": KEY}, timeout=30),
+        requests.post(f"{keyed_shim}/release_task", json={**song, "ai_token": KEY}, timeout=30),
+        requests.post(f"{keyed_shim}/release_task", data={**{k: str(v) for k, v in song.items()}, "ai_token": KEY},
+                      timeout=30),
+        requests.post(f"{keyed_shim}/query_result", data={"task_id_list": "[]", "ai_token": KEY}, timeout=30),
+    ]
+    assert [a.status_code for a in accepted] == [200] * 4, [a.text for a in accepted]
+    refused = [
+        requests.post(f"{keyed_shim}/release_task", json=song, headers={"Authorization": "wrong"}, timeout=30),
+        requests.post(f"{keyed_shim}/release_task", data={"caption": "x", "ai_token": "wrong"}, timeout=30),
+        requests.get(f"{keyed_shim}/v1/models", headers={"Authorization": f"Basic {KEY}"}, timeout=30),
+    ]
+    assert [r.status_code for r in refused] == [401] * 3

@@ -189,14 +189,31 @@ def test_results_outlive_runpods_memory_and_a_shim_restart(shim, standin, checkp
         stop(process)
 
 
+def test_the_workers_own_limits_are_learned_and_then_checked_before_a_job_is_made(shim, checkpoint_dir, tmp_path):
+    _, _, env = shim
+    process, url = start_shim(checkpoint_dir, tmp_path / "out", **env)  # a shim that has heard from no worker yet
+    try:
+        # valid for some deployment (a base model takes 200 steps): sent, and the turbo worker says why not
+        first = requests.post(f"{url}/release_task", json={**SONG, "inference_steps": 50}, timeout=30)
+        assert first.status_code == 200, first.text
+        item = wait_for_task(url, first.json()["data"]["task_id"], timeout=120)
+        assert item["status"] == 2
+        assert "inference_steps must be between 1 and 20 on turbo models" in json.loads(item["result"])[0]["error"]
+        good = requests.post(f"{url}/release_task", json={**SONG, "batch_size": 1}, timeout=30).json()["data"]
+        assert wait_for_task(url, good["task_id"], timeout=180)["status"] == 1  # its output carries the limits
+        for refused, words in (({"inference_steps": 50}, "inference_steps must be between 1 and 20 on turbo models"),
+                               ({"batch_size": 6}, "batch_size must be between 1 and 4 on this GPU"),
+                               ({"task_type": "lego", "src_audio_base64": "AAAA"}, "needs a base or sft model")):
+            answer = requests.post(f"{url}/release_task", json={**SONG, **refused}, timeout=30)
+            assert answer.status_code == 400 and words in answer.json()["error"], answer.text
+        models = requests.get(f"{url}/v1/models", timeout=10).json()["data"]
+        assert models["models"][0]["task_types"] == ["text2music", "repaint", "cover"]
+    finally:
+        stop(process)
+
+
 def test_worker_errors_reach_the_client_as_status_2_with_the_reason(shim):
     url, _, _ = shim
-    # valid by the contract (batch up to 8), refused by this worker's tier (ACESTEP_MAX_BATCH_SIZE=4)
-    task_id = requests.post(f"{url}/release_task", json={**SONG, "batch_size": 6}, timeout=30).json()["data"]["task_id"]
-    item = wait_for_task(url, task_id, timeout=120)
-    assert item["status"] == 2
-    [failed] = json.loads(item["result"])
-    assert failed["stage"] == "failed" and "batch_size must be between 1 and 4" in failed["error"]
     # the shim refuses what the contract forbids before it costs a job
     bad = requests.post(f"{url}/release_task", json={**SONG, "bpm": 900}, timeout=30)
     assert bad.status_code == 400 and "bpm" in bad.json()["error"]

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from api_shim.envelope import ApiError
-from api_shim.models import HealthData, QueryResultItem, ReleaseTaskData, StatsData
+from api_shim.models import DEFAULT_AVG_JOB_S, HealthData, QueryResultItem, ReleaseTaskData, StatsData
 from api_shim.task_store import TaskStore
 from api_shim.tasks import Task, success_items, unknown_task_item
 from inference.errors import AceStepError, CheckpointError, InputError, UnsupportedError, public_message
@@ -46,7 +46,7 @@ class LocalBackend:
         self._slots: asyncio.Semaphore | None = None  # tasks in flight; waiters are woken in order
         self._running: set[asyncio.Task] = set()
         self._thread = threading.Thread(target=self._load, name="acestep-load", daemon=True)
-        self._target = LocalTarget(settings.shim_output_dir)
+        self._target = LocalTarget(settings.shim_audio_dir)
 
     # --- lifecycle ---
     async def start(self) -> None:
@@ -122,7 +122,9 @@ class LocalBackend:
             return HealthData(status="unavailable", models_loaded=False, backend="local",
                               error=f"{self.worker.fault}; restart the server")
         if self.service is not None:
-            return HealthData(status="ok", models_loaded=True, backend="local")
+            service = self.service
+            return HealthData(status="ok", models_loaded=True, backend="local", loaded_model=service.loaded.dit_model,
+                              loaded_lm_model=service.lm_model, llm_initialized=service.lm_model is not None)
         if self.load_error:
             return HealthData(status="unavailable", models_loaded=False, backend="local", error=self.load_error)
         return HealthData(status="starting", models_loaded=False, backend="local")
@@ -185,4 +187,4 @@ class LocalBackend:
     async def stats(self) -> StatsData:
         counts, mean = self.store.counts()
         return StatsData(jobs=counts, queue_size=len(self._waiting), queue_maxsize=self.settings.queue_maxsize,
-                         avg_job_seconds=mean)
+                         avg_job_seconds=DEFAULT_AVG_JOB_S if mean is None else mean)

@@ -14,18 +14,21 @@ written to the shim's output folder and served from there.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Any
 
 from api_shim.envelope import ApiError
-from api_shim.models import HealthData, QueryResultItem, ReleaseTaskData, StatsData
+from api_shim.requests_in import RUNPOD_PAYLOAD_BYTES
+from api_shim.models import DEFAULT_AVG_JOB_S, HealthData, QueryResultItem, ReleaseTaskData, StatsData
 from api_shim.backends.runpod_tracker import Tracker
 from api_shim.runpod_client import FINAL_STATES, RunPodClient, RunPodError, job_error
 from api_shim.task_store import TaskStore
 from api_shim.tasks import Task, unknown_task_item
 from inference.errors import InputError, UnsupportedError
 from inference.model_catalog import describe_models
+from inference.contract.request import ANY_DEPLOYMENT
 from inference.contract import (
     FormatInputResponse,
     Limits,
@@ -39,6 +42,7 @@ log = logging.getLogger("acestep.shim.runpod")
 HEALTH_CACHE_S = 5.0
 SYNC_TIMEOUT_S = 300.0
 MODELS_KEY = "models"
+LIMITS_KEY = "limits"
 
 
 class RunPodBackend:
@@ -52,7 +56,7 @@ class RunPodBackend:
         self.client = RunPodClient(settings.runpod_base_url, settings.runpod_endpoint_id,
                                    settings.runpod_api_key.get_secret_value(), settings.runpod_attempts,
                                    settings.runpod_backoff_s, settings.runpod_timeout_s)
-        self.output_dir = settings.shim_output_dir
+        self.output_dir = settings.shim_audio_dir
         self.tracker: Tracker | None = None
         self._health: tuple[float, HealthData] | None = None
         self._submitting = 0  # release_task calls between the queue check and the job's creation
@@ -74,7 +78,9 @@ class RunPodBackend:
             return self._health[1]
         try:
             await self.client.health()
-            data = HealthData(status="ok", models_loaded=True, backend="runpod")
+            models = await self.models()
+            data = HealthData(status="ok", models_loaded=True, backend="runpod", loaded_model=models.default_model,
+                              loaded_lm_model=models.loaded_lm_model, llm_initialized=models.llm_initialized)
         except RunPodError as err:
             data = HealthData(status="unavailable", models_loaded=False, backend="runpod", error=err.message)
         self._health = (time.monotonic(), data)
@@ -90,11 +96,29 @@ class RunPodBackend:
         return describe_models(self.settings.dit_name, lm)
 
     def _learn_models(self, output: dict[str, Any]) -> None:
-        """A finished job names the DiT and LM its worker runs: /v1/models reports those from then on."""
+        """A finished job names the DiT and LM its worker runs and what it allows: /v1/models reports those, and
+        submissions are checked against those limits, from then on (kept in the store across restarts)."""
+        limits = None
+        try:
+            limits = Limits.model_validate(output["limits"]) if isinstance(output.get("limits"), dict) else None
+        except ValueError:
+            log.warning("the worker reported limits this shim cannot read; ignored")
+        if limits is not None:
+            self.store.set_value(LIMITS_KEY, limits.model_dump())
         dit = output.get("dit_model")
         if isinstance(dit, str) and dit:
             lm = output.get("lm_model") if isinstance(output.get("lm_model"), str) else None
-            self.store.set_value(MODELS_KEY, describe_models(dit, lm or None).model_dump())
+            self.store.set_value(MODELS_KEY, describe_models(dit, lm or None,
+                                                             limits.is_turbo if limits else None).model_dump())
+
+    async def _limits(self) -> Limits:
+        """The endpoint's workers' limits once a job has reported them; until then the widest any deployment has
+        (the worker refuses, with the reason, what its own GPU cannot do)."""
+        known = await asyncio.to_thread(self.store.get_value, LIMITS_KEY)
+        try:
+            return Limits.model_validate(known) if known else ANY_DEPLOYMENT
+        except ValueError:
+            return ANY_DEPLOYMENT
 
     async def format_input(self, body: dict[str, Any]) -> FormatInputResponse:
         try:
@@ -134,16 +158,22 @@ class RunPodBackend:
     # --- tasks ---
     async def submit(self, body: dict[str, Any]) -> ReleaseTaskData:
         try:  # the worker checks its own GPU's limits; the contract's are checked here, before any cost
-            request = await asyncio.to_thread(parse_generate_request, body, Limits())
+            request = await asyncio.to_thread(parse_generate_request, body, await self._limits())
         except (InputError, UnsupportedError) as err:
             raise ApiError(400, str(err)) from None
         waiting = len(self.tracker.live) + self._submitting
         if waiting >= self.settings.queue_maxsize:
             raise ApiError(429, f"{waiting} tasks are already waiting (ACESTEP_QUEUE_MAXSIZE "
                                 f"{self.settings.queue_maxsize}); retry later", headers={"Retry-After": "10"})
+        job_input = _job_input(body)
+        size = len(json.dumps({"input": job_input}))
+        limit, path = RUNPOD_PAYLOAD_BYTES["release_task"]
+        if size > limit:  # an upload turned into base64 can outgrow what RunPod takes
+            raise ApiError(413, f"the job with its audio inputs is {size} bytes, over RunPod's {path} payload limit "
+                                f"({limit} bytes); send a shorter or compressed (mp3, opus) audio input")
         self._submitting += 1  # a place held while RunPod is asked, so concurrent submits cannot overfill
         try:
-            job = await self.client.run(_job_input(body))
+            job = await self.client.run(job_input)
         except RunPodError as err:
             raise ApiError(504 if err.status == 504 else 502, err.message) from None
         finally:
@@ -167,7 +197,7 @@ class RunPodBackend:
     async def stats(self) -> StatsData:
         counts, mean = self.store.counts()
         return StatsData(jobs=counts, queue_size=counts.queued, queue_maxsize=self.settings.queue_maxsize,
-                         avg_job_seconds=mean)
+                         avg_job_seconds=DEFAULT_AVG_JOB_S if mean is None else mean)
 
 
 def _job_input(body: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from api_shim.runpod_client import FINAL_STATES, job_error
 from api_shim.task_store import TaskStore
 from api_shim.tasks import Task, success_items
 from inference.delivery import write_bytes_atomically
-from inference.contract import CONTENT_TYPES
+from inference.contract.vocabulary import CONTENT_TYPES, FILE_EXTENSIONS
 
 
 class ResultError(ValueError):
@@ -59,12 +59,13 @@ def keep_audio(task: Task, audios: list[dict[str, Any]], store: TaskStore, outpu
         for audio in audios:
             if not isinstance(audio, dict):
                 raise ResultError("the worker returned an audio that is not an object")
-            extension = str(audio.get("format", "mp3"))
-            if extension not in CONTENT_TYPES:
-                raise ResultError(f"the worker returned audio in an unknown format {extension[:20]!r}")
+            audio_format = str(audio.get("format", "mp3"))
+            if audio_format not in CONTENT_TYPES:
+                raise ResultError(f"the worker returned audio in an unknown format {audio_format[:20]!r}")
+            extension = FILE_EXTENSIONS[audio_format]
             if audio.get("url"):
                 path = os.path.realpath(output_dir / "remote" / f"{uuid.uuid4().hex}.{extension}")
-                store.add_remote_audio(path, str(audio["url"]), CONTENT_TYPES[extension], task.task_id)
+                store.add_remote_audio(path, str(audio["url"]), CONTENT_TYPES[audio_format], task.task_id)
                 recorded.append(path)
             elif audio.get("base64"):
                 try:

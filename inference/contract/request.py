@@ -8,6 +8,7 @@ context. Unknown keys are ignored and reported in ``GenerateRequest.warnings``. 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -26,7 +27,9 @@ from inference.contract.audio_header import check_audio_header, decode_base64
 from inference.contract.messages import clip, describe_validation_error
 from inference.contract.normalise import is_unset, merge_sources
 from inference.contract.vocabulary import (
+    AUDIO_FORMATS,
     AUDIO_INPUT_FIELDS,
+    AUDIO_URL_FIELDS,
     BASE_MODEL_TASKS,
     CONTENT_TYPES,
     INSTRUMENTAL_LYRICS,
@@ -37,11 +40,13 @@ from inference.contract.vocabulary import (
     MAX_PROMPT_CHARS,
     MAX_STEPS,
     MAX_STEPS_TURBO,
+    MAX_URL_CHARS,
     MIN_DURATION_S,
+    NOT_PRODUCED_FORMATS,
+    SAMPLE_FROM_NOTHING,
     SEED_MAX,
     SOURCE_AUDIO_TASKS,
     TIME_SIGNATURE_FORMS,
-    KEY_NOTES,
     VALID_KEYSCALES,
     VALID_LANGUAGES,
     VALID_TIME_SIGNATURES,
@@ -49,15 +54,20 @@ from inference.contract.vocabulary import (
 from inference.errors import InputError, UnsupportedError
 
 
+# "C major", "F# minor", "Am", "C#m", "Bb", "Ebmaj", "g minor": a note, an accidental, the mode (major if none)
+_KEY_FORM = re.compile(r"^([A-Ga-g])([#b♯♭]?)\s*(major|minor|maj|min|M|m)?$", re.IGNORECASE)
+
+
 class Limits(BaseModel):
-    """What the loaded deployment allows; passed to validation as context."""
+    """What the loaded deployment allows; passed to validation as context. ``ANY_DEPLOYMENT`` is what some
+    deployment allows (the shim's rule before it has heard from its endpoint's workers)."""
 
     model_config = ConfigDict(frozen=True)
 
     max_duration_s: float = MAX_DURATION_S
     max_batch_size: int = MAX_BATCH_SIZE
     is_turbo: bool = True
-    dit_model: str = "acestep-v15-turbo"
+    dit_model: str | None = Field("acestep-v15-turbo", description="The DiT served; None = not known here.")
 
     @property
     def max_steps(self) -> int:
@@ -92,13 +102,15 @@ class SongFields(BaseModel):
             return ""
         if not isinstance(value, str):
             raise ValueError(f"must be a key such as 'C major' or 'F# minor' (got {clip(value)})")
-        parts = value.split()
-        if len(parts) == 2 and parts[0][:1].upper() in KEY_NOTES:
-            candidate = f"{parts[0][:1].upper()}{parts[0][1:]} {parts[1].lower()}"
+        match = _KEY_FORM.match(value.strip())
+        if match:
+            note, accidental, mode = match.groups()
+            minor = mode is not None and (mode == "m" or mode.lower().startswith("min"))
+            candidate = f"{note.upper()}{accidental} {'minor' if minor else 'major'}"
             if candidate in VALID_KEYSCALES:
                 return candidate
-        raise ValueError(f"must be a note A-G with an optional # or b and 'major' or 'minor', e.g. 'F# minor' "
-                         f"(got {clip(value)})")
+        raise ValueError(f"must be a note A-G with an optional # or b and major or minor, e.g. 'F# minor', 'Am' or "
+                         f"'Bb' (got {clip(value)})")
 
     @field_validator("time_signature", mode="before")
     @classmethod
@@ -140,23 +152,37 @@ class GenerateRequest(SongFields):
     thinking: bool = Field(False, description="The 5 Hz LM plans metadata and audio codes first.")
     use_format: bool = Field(False, description="The LM rewrites caption and lyrics first (alias: format).")
     sample_query: str = Field("", max_length=MAX_PROMPT_CHARS,
-                              description="The LM writes caption, lyrics and metas from this (alias: description).")
-    lm_temperature: float = Field(0.85, ge=0.0, le=2.0)
-    lm_cfg_scale: float = Field(2.5, ge=1.0, le=10.0)
-    lm_top_p: float = Field(0.9, gt=0.0, le=1.0)
-    lm_top_k: int | None = Field(None, ge=1, le=1000)
-    lm_negative_prompt: str = Field("NO USER INPUT", max_length=MAX_PROMPT_CHARS)
-    task_type: Literal["text2music", "repaint", "cover", "extract", "lego", "complete"] = "text2music"
-    src_audio_url: str | None = Field(None, description="Source audio by URL (not served by this worker yet).")
-    src_audio_base64: str | None = Field(None, description="Source audio file (wav/flac/mp3/ogg) as base64.")
-    reference_audio_url: str | None = Field(None, description="Reference audio by URL (not served by this worker yet).")
-    reference_audio_base64: str | None = Field(None, description="Timbre reference audio file as base64.")
-    repainting_start: float = Field(0.0, ge=0.0, le=MAX_DURATION_S, json_schema_extra={"unit": "seconds"})
+                              description="The LM writes caption, lyrics and metas from this (aliases: description, "
+                                          "desc).")
+    sample_mode: bool = Field(False, description="The LM writes the whole song; with no sample_query, from nothing.")
+    model: str | None = Field(None, description="The DiT to use by name (aliases: model_name, dit_model); this "
+                                                "worker serves one, and any other name is refused.")
+    lm_temperature: float = Field(0.85, ge=0.0, le=2.0, description="Sampling temperature of the 5 Hz LM.")
+    lm_cfg_scale: float = Field(2.5, ge=1.0, le=10.0, description="Classifier-free guidance of the LM; 1 = off.")
+    lm_top_p: float = Field(0.9, gt=0.0, le=1.0, description="Nucleus sampling of the LM; 1 = off.")
+    lm_top_k: int | None = Field(None, ge=1, le=1000, description="Top-k sampling of the LM; unset or 0 = off.")
+    lm_negative_prompt: str = Field("NO USER INPUT", max_length=MAX_PROMPT_CHARS,
+                                    description="The caption of the LM's unconditional branch (with lm_cfg_scale).")
+    task_type: Literal["text2music", "repaint", "cover", "extract", "lego", "complete"] = Field(
+        "text2music", description="What to make; all but text2music need src_audio; extract, lego and complete need a "
+                                  "base or sft model.")
+    src_audio_url: str | None = Field(None, description="Source audio by URL: http(s) on a public address, or "
+                                                        "s3://bucket/key with the job's bucket credentials.")
+    src_audio_base64: str | None = Field(None, description="Source audio file (wav/flac/mp3/ogg) as base64; or upload "
+                                                           "it as src_audio / ctx_audio.")
+    reference_audio_url: str | None = Field(None, description="Reference audio by URL, as src_audio_url.")
+    reference_audio_base64: str | None = Field(None, description="Timbre reference audio file as base64; or upload "
+                                                                 "it as ref_audio / reference_audio.")
+    repainting_start: float = Field(0.0, ge=0.0, le=MAX_DURATION_S, json_schema_extra={"unit": "seconds"},
+                                    description="Start of the repainted span (task_type repaint).")
     repainting_end: float = Field(-1.0, ge=-1.0, le=MAX_DURATION_S, json_schema_extra={"unit": "seconds"},
                                   description="End of the repainted span in seconds; -1 = the end.")
-    audio_cover_strength: float = Field(1.0, ge=0.0, le=1.0)
-    audio_format: Literal["mp3", "wav", "flac", "ogg", "opus"] = "mp3"
-    mp3_bitrate: int = Field(192, ge=32, le=320, json_schema_extra={"unit": "kbps"})
+    audio_cover_strength: float = Field(1.0, ge=0.0, le=1.0, description="How closely a cover follows its source "
+                                                                         "(aliases: cover_strength).")
+    audio_format: Literal["mp3", "wav", "wav32", "flac", "ogg", "opus"] = Field(
+        "mp3", description="mp3, wav (16-bit), wav32 (32-bit float), flac, ogg (Vorbis) or opus.")
+    mp3_bitrate: int = Field(192, ge=32, le=320, json_schema_extra={"unit": "kbps"},
+                             description="Constant bitrate of mp3 output.")
 
     _warnings: list[str] = PrivateAttr(default_factory=list)
     _audio_bytes: dict[str, bytes] = PrivateAttr(default_factory=dict)
@@ -165,12 +191,24 @@ class GenerateRequest(SongFields):
     @field_validator("lm_top_k", mode="before")
     @classmethod
     def _unset_top_k(cls, value):
+        if is_unset(value) or (isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0):
+            return None  # upstream: 0 = off
+        return value
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _unset_model(cls, value):
         return None if is_unset(value) else value
 
     @field_validator("audio_format", mode="before")
     @classmethod
     def _lower_format(cls, value):
-        return value.strip().lower().lstrip(".") if isinstance(value, str) else value
+        if not isinstance(value, str):
+            return value
+        text = value.strip().lower().lstrip(".")
+        if text in NOT_PRODUCED_FORMATS:
+            raise ValueError(f"'{text}' is not produced by this worker; choose one of {', '.join(AUDIO_FORMATS)}")
+        return text
 
     @field_validator("seed", mode="before")
     @classmethod
@@ -212,9 +250,14 @@ class GenerateRequest(SongFields):
     @field_validator("src_audio_url", "reference_audio_url", mode="after")
     @classmethod
     def _audio_url(cls, value):
-        if value is None:
+        if value is None or not value.strip():
             return None
-        raise ValueError("audio inputs by URL are not served by this worker yet; send the file as *_base64")
+        value = value.strip()
+        if len(value) > MAX_URL_CHARS:
+            raise ValueError(f"must be at most {MAX_URL_CHARS} characters")
+        if value.split("://", 1)[0].lower() not in ("http", "https", "s3") or "://" not in value:
+            raise ValueError(f"must be an http://, https:// or s3:// URL (got {clip(value)})")
+        return value
 
     # --- cross-field rules: the one place for them ---------------------------------------------
     @model_validator(mode="after")
@@ -226,10 +269,16 @@ class GenerateRequest(SongFields):
                     self._audio_bytes[name] = decode_base64(value)
                 except ValueError as err:
                     raise ValueError(f"{name} {err}") from None
+        if self.sample_mode and not self.sample_query.strip():
+            self.sample_query = SAMPLE_FROM_NOTHING  # upstream's query when the LM writes a song unprompted
         if not (self.prompt.strip() or self.lyrics.strip() or self.sample_query.strip()):
             raise ValueError("the request is empty: give a prompt (caption), lyrics or a sample_query")
-        if self.task_type in SOURCE_AUDIO_TASKS and not self.src_audio_base64:
-            raise ValueError(f"task_type '{self.task_type}' needs source audio: give src_audio_base64")
+        for url_field, file_field in AUDIO_URL_FIELDS.items():
+            if getattr(self, url_field) and getattr(self, file_field):
+                raise ValueError(f"give {file_field} or {url_field}, not both")
+        if self.task_type in SOURCE_AUDIO_TASKS and not (self.src_audio_base64 or self.src_audio_url):
+            raise ValueError(f"task_type '{self.task_type}' needs source audio: give src_audio_base64 (or upload "
+                             f"src_audio) or src_audio_url")
         if self.task_type == "repaint" and self.repainting_end != -1 and self.repainting_end <= self.repainting_start:
             raise ValueError(f"repainting_end must be -1 (the end) or greater than repainting_start "
                              f"({self.repainting_start}) (got {self.repainting_end})")
@@ -251,6 +300,9 @@ class GenerateRequest(SongFields):
         if self.inference_steps > limits.max_steps:
             raise UnsupportedError(f"inference_steps must be between 1 and {limits.max_steps} on "
                                    f"{'turbo' if limits.is_turbo else 'base/sft'} models (got {self.inference_steps})")
+        if self.model is not None and limits.dit_model is not None and self.model != limits.dit_model:
+            raise UnsupportedError(f"model must be '{limits.dit_model}', the DiT this worker serves (got "
+                                   f"{clip(self.model)})")
         if self.task_type in BASE_MODEL_TASKS and limits.is_turbo:
             raise UnsupportedError(f"task_type '{self.task_type}' needs a base or sft model; this worker serves "
                                    f"{limits.dit_model}")
@@ -279,6 +331,10 @@ class GenerateRequest(SongFields):
     def audio_input(self, field: Literal["src_audio_base64", "reference_audio_base64"]) -> bytes | None:
         return self._audio_bytes.get(field)
 
+    def set_audio_input(self, field: Literal["src_audio_base64", "reference_audio_base64"], data: bytes) -> None:
+        """An audio input fetched from its URL (``inference.audio_fetch``), held like an uploaded one."""
+        self._audio_bytes[field] = data
+
     @property
     def audio_input_bytes(self) -> int:
         """Bytes of the audio files this request brings (decoded from base64)."""
@@ -294,11 +350,13 @@ def parse_generate_request(data: Any, limits: Limits | None = None) -> GenerateR
         raise InputError("input is empty: give a prompt (caption), lyrics or a sample_query")
     if not isinstance(data, Mapping):
         raise InputError(f"input must be a JSON object, got {type(data).__name__}")
-    fields, unknown = merge_sources(data, _FIELD_NAMES)
+    fields, unknown, unsupported = merge_sources(data, _FIELD_NAMES)
     try:
         request = GenerateRequest.model_validate(fields, context={"limits": limits})
     except ValidationError as err:
         raise InputError(describe_validation_error(err, GenerateRequest)) from None
+    if unsupported:
+        request._warnings.append(f"not supported by this worker, ignored: {', '.join(sorted(set(unsupported)))}")
     if unknown:
         request._warnings.append(f"ignored unknown field(s): {', '.join(sorted(set(unknown)))}")
     return request
@@ -325,8 +383,11 @@ def parse_format_input_request(data: Any) -> FormatInputRequest:
     """Validate a ``format_input`` body; raises ``InputError`` with one line naming the field."""
     if not isinstance(data, Mapping) or not data:
         raise InputError("input must be a JSON object with a prompt (caption) and/or lyrics")
-    fields, _ = merge_sources(data, frozenset(FormatInputRequest.model_fields))
+    fields, _, _ = merge_sources(data, frozenset(FormatInputRequest.model_fields))
     try:
         return FormatInputRequest.model_validate(fields)
     except ValidationError as err:
         raise InputError(describe_validation_error(err, FormatInputRequest)) from None
+
+
+ANY_DEPLOYMENT = Limits(is_turbo=False, dit_model=None)  # the widest rules: a base model, the contract's limits

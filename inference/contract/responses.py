@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, model_serializer
 
+from inference.contract.request import Limits
+
 
 class AudioOut(BaseModel):
     """One finished audio: exactly one of url, base64 or path is present."""
@@ -54,6 +56,8 @@ class GenerateResponse(BaseModel):
     lm_model: str | None = None
     warnings: list[str] = Field(default_factory=list)
     timings: Timings
+    limits: Limits | None = Field(None, description="What this worker allows (its GPU tier, turbo or base), so a "
+                                                     "shim in front of it can check requests before they cost a job")
 
 
 class ModelInfo(BaseModel):
@@ -61,6 +65,7 @@ class ModelInfo(BaseModel):
     is_default: bool
     is_loaded: bool
     task_types: list[str]
+    supported_task_types: list[str] = Field(default_factory=list, description="Upstream's name for task_types.")
     supports_audio_codes: bool = Field(True, description="False for checkpoints without an audio tokenizer: "
                                                          "thinking then plans metadata only")
 
@@ -74,6 +79,8 @@ class ModelsResponse(BaseModel):
     models: list[ModelInfo]
     default_model: str
     lm_models: list[LmModelInfo] = Field(default_factory=list)
+    loaded_lm_model: str | None = None
+    llm_initialized: bool = False
 
 
 class FormatInputResponse(BaseModel):

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-AUDIO_FORMATS = ("mp3", "wav", "flac", "ogg", "opus")
+AUDIO_FORMATS = ("mp3", "wav", "wav32", "flac", "ogg", "opus")
+NOT_PRODUCED_FORMATS = ("aac", "m4a")  # upstream formats this worker has no encoder for
 CONTENT_TYPES = {
     "mp3": "audio/mpeg",
     "wav": "audio/wav",
+    "wav32": "audio/wav",
     "flac": "audio/flac",
     "ogg": "audio/ogg",
     "opus": "audio/ogg",
 }
+FILE_EXTENSIONS = {fmt: "wav" if fmt == "wav32" else fmt for fmt in AUDIO_FORMATS}
+SAMPLE_FROM_NOTHING = "NO USER INPUT"
 TASK_TYPES = ("text2music", "repaint", "cover", "extract", "lego", "complete")
 BASE_MODEL_TASKS = ("extract", "lego", "complete")
 SOURCE_AUDIO_TASKS = ("repaint", "cover", "extract", "lego", "complete")
@@ -36,4 +40,6 @@ MAX_AUDIO_INPUT_BYTES = 30 * 1024 * 1024
 MIN_AUDIO_INPUT_RATE, MAX_AUDIO_INPUT_RATE = 8_000, 192_000  # Hz
 MAX_AUDIO_INPUT_CHANNELS = 8
 AUDIO_INPUT_FIELDS = ("src_audio_base64", "reference_audio_base64")
+AUDIO_URL_FIELDS = {"src_audio_url": "src_audio_base64", "reference_audio_url": "reference_audio_base64"}
+MAX_URL_CHARS = 2048
 UNKNOWN_FRAMES = 2**63 - 1  # libsndfile's length when the header does not say (a streamed FLAC)

@@ -1,4 +1,4 @@
-"""Constrained decoding: the LM's ``<think>`` plan can only say valid things (LM.md section 6).
+"""Constrained decoding: the LM's ``<think>`` plan can only say valid things (docs/lm.md section 6).
 
 A plan is a program of steps over token ids: fixed strings are forced token by token, a field's value is
 either forced (the caller's own value: it always wins) or chosen from a prefix tree of every valid value

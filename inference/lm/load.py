@@ -39,7 +39,8 @@ class LoadedLM:
 def lm_location(settings: Settings, device: torch.device) -> tuple[Path | None, bool]:
     """(folder, named explicitly by the operator); folder None = the LM is off."""
     if settings.lm_model_path:
-        return settings.lm_model_path, True
+        path = settings.lm_model_path
+        return (path if path.is_absolute() else settings.checkpoint_dir / path), True
     if settings.lm_model and settings.lm_model.strip().lower() == "none":
         return None, True
     if settings.lm_model:

@@ -1,4 +1,4 @@
-"""Reading what the LM wrote (LM.md section 3), strictly: every value is checked, anything invalid is
+"""Reading what the LM wrote (docs/lm.md section 3), strictly: every value is checked, anything invalid is
 dropped with a warning (the request's own value or the default then applies)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The exact prompt bytes of each LM mode (LM.md section 2): the released checkpoints were trained on them.
+"""The exact prompt bytes of each LM mode (docs/lm.md section 2): the released checkpoints were trained on them.
 
 Every prompt is Qwen ChatML with a system and a user message and an open assistant turn, the same bytes
 ``apply_chat_template(..., add_generation_prompt=True)`` renders for these checkpoints.

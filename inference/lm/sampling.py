@@ -1,6 +1,6 @@
 """The decoding loop: KV cache, optional classifier-free guidance, the constraint, then sampling.
 
-Per step, in this order (LM.md section 5): CFG ``uncond + s * (cond - uncond)`` in fp32 when a negative
+Per step, in this order (docs/lm.md section 5): CFG ``uncond + s * (cond - uncond)`` in fp32 when a negative
 prompt is given and ``cfg_scale > 1``; the constraint's mask; top-k; top-p on the untempered logits;
 temperature (<= 0 means argmax); a draw from a seeded CPU generator, so a seed reproduces the plan. Unlike
 upstream's default engine, top-k and top-p are really applied.

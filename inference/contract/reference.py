@@ -1,0 +1,109 @@
+"""The request contract as Markdown tables, written into docs/api.md from the models themselves.
+
+    python -m inference.contract.reference            # rewrite the generated blocks of docs/api.md
+    python -m inference.contract.reference --check    # exit 1 when docs/api.md is out of date (a test runs this)
+
+Each generated block sits between ``<!-- generated: NAME -->`` and ``<!-- end: NAME -->``; everything else in
+the file is written by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic.fields import FieldInfo
+
+from inference.contract.normalise import ALIASES, METADATA_CONTAINERS, UNSUPPORTED, camel_case
+from inference.contract.request import FormatInputRequest, GenerateRequest
+from inference.contract.vocabulary import VALID_LANGUAGES
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
+_BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end: (?P=name) -->)", re.S)
+
+
+def _range(info: FieldInfo) -> str:
+    lo = hi = None
+    strict_lo = False
+    for rule in info.metadata:
+        if getattr(rule, "ge", None) is not None:
+            lo = rule.ge
+        if getattr(rule, "gt", None) is not None:
+            lo, strict_lo = rule.gt, True
+        if getattr(rule, "le", None) is not None:
+            hi = rule.le
+        if getattr(rule, "max_length", None) is not None:
+            return f"at most {rule.max_length} characters"
+    if lo is None and hi is None:
+        return ""
+    unit = (info.json_schema_extra or {}).get("unit", "") if isinstance(info.json_schema_extra, dict) else ""
+    left = f"> {lo:g}" if strict_lo else f"{lo:g}"
+    return f"{left} – {hi:g}{' ' + unit if unit else ''}"
+
+
+def _type(info: FieldInfo) -> str:
+    text = str(info.annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
+    choices = re.match(r"Literal\[(.*)\]", text)
+    if choices:
+        return "one of " + choices.group(1).replace("'", "`")
+    return " or ".join(f"`{part.strip()}`" for part in text.split("|"))
+
+
+def _names(field: str) -> str:
+    forms = [field, camel_case(field), field.replace("_", "-")]
+    for alias in ALIASES.get(field, ()):
+        forms += [alias, camel_case(alias), alias.replace("_", "-")]
+    unique = list(dict.fromkeys(forms))
+    return ", ".join(f"`{f}`" for f in unique)
+
+
+def _default(info: FieldInfo) -> str:
+    value: Any = info.get_default(call_default_factory=True)
+    return "unset" if value is None else f"`{json.dumps(value, ensure_ascii=False)}`"
+
+
+def fields_table(model) -> str:
+    rows = ["| field | accepted names | type | default | range | meaning |", "|---|---|---|---|---|---|"]
+    for name, info in model.model_fields.items():
+        rows.append(f"| `{name}` | {_names(name)} | {_type(info)} | {_default(info)} | {_range(info)} | "
+                    f"{(info.description or '').replace('|', '/')} |")
+    return "\n".join(rows) + "\n"
+
+
+def blocks() -> dict[str, str]:
+    return {
+        "generate-fields": fields_table(GenerateRequest),
+        "format-input-fields": fields_table(FormatInputRequest),
+        "unsupported": ", ".join(f"`{name}`" for name in sorted(UNSUPPORTED)) + "\n",
+        "containers": ", ".join(f"`{name}`" for name in ("param_obj", *METADATA_CONTAINERS)) + "\n",
+        "languages": ", ".join(f"`{code}`" for code in VALID_LANGUAGES) + "\n",
+    }
+
+
+def render(text: str) -> str:
+    generated = blocks()
+    missing = set(generated) - {m.group("name") for m in _BLOCK.finditer(text)}
+    if missing:
+        raise SystemExit(f"docs/api.md has no generated block for: {', '.join(sorted(missing))}")
+    return _BLOCK.sub(lambda m: m.group(1) + generated[m.group("name")] + m.group(4), text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if docs/api.md is out of date")
+    args = parser.parse_args()
+    current = DOC.read_text(encoding="utf-8")
+    wanted = render(current)
+    if args.check:
+        if wanted != current:
+            sys.exit("docs/api.md is out of date: run python -m inference.contract.reference")
+        return
+    DOC.write_text(wanted, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

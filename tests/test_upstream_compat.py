@@ -1,0 +1,268 @@
+"""Upstream ACE-Step 1.5 clients, unchanged, against this shim: a table of upstream behaviours, over real HTTP, in
+pod mode and in RunPod mode (shim → the RunPod stand-in → a real ``python handler.py`` worker).
+
+Each row names the upstream file that defines the behaviour (``ace-step/ACE-Step-1.5``), sends what such a
+client sends, and checks what a user would observe: the song's duration, the metadata echoed, the seeds used,
+the file's format. Rows marked ``[ours]`` are where this project goes further than upstream, on purpose.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import requests
+import soundfile as sf
+
+from tests.conftest import decode, free_port, s3_client, start_shim, stop, wait_for_task
+from tests.runpod_standin import RunPodStandIn, ServerThread
+from tests.test_shim_runpod import CLIENT_KEY, ENDPOINT, WORKER_KEY, start_worker
+
+BASE = {"caption": "upstream client", "lyrics": "[inst]", "inference_steps": 2, "batch_size": 1}
+PARSER = "acestep/api/http/release_task_param_parser.py"
+ROUTE = "acestep/api/http/release_task_request_parser.py"
+BUILDER = "acestep/api/http/release_task_request_builder.py"
+PAYLOAD = "acestep/api/job_result_payload.py"
+SETUP = "acestep/api/job_generation_setup.py"
+
+
+@pytest.fixture(scope="module")
+def pod(checkpoint_dir, tmp_path_factory):
+    process, url = start_shim(checkpoint_dir, tmp_path_factory.mktemp("compat-pod") / "out")
+    try:
+        yield url
+    finally:
+        stop(process)
+
+
+@pytest.fixture(scope="module")
+def runpod_mode(checkpoint_dir, s3_server, tmp_path_factory):
+    standin = RunPodStandIn(ENDPOINT, CLIENT_KEY, WORKER_KEY)
+    port = free_port()
+    folder = tmp_path_factory.mktemp("compat-runpod")
+    with ServerThread(standin.app, port):
+        standin.url = f"http://127.0.0.1:{port}"
+        s3_client(s3_server).create_bucket(Bucket="compat-songs")
+        worker = start_worker(standin, checkpoint_dir, folder / "worker.log", BUCKET_ENDPOINT_URL=s3_server,
+                              BUCKET_ACCESS_KEY_ID="test-key", BUCKET_SECRET_ACCESS_KEY="test-secret-value",
+                              BUCKET_NAME="compat-songs", ACESTEP_ALLOW_PRIVATE_ENDPOINTS="1")
+        process, url = start_shim(checkpoint_dir, folder / "out", RUNPOD_ENDPOINT_ID=ENDPOINT, RUNPOD_API_KEY=CLIENT_KEY,
+                                  RUNPOD_ENDPOINT_BASE_URL=f"{standin.url}/v2", ACESTEP_ALLOW_PRIVATE_ENDPOINTS="1")
+        try:
+            yield url
+        finally:
+            stop(process)
+            stop(worker)
+
+
+@pytest.fixture(params=["pod", "runpod"])
+def url(request):
+    return request.getfixturevalue("pod" if request.param == "pod" else "runpod_mode")
+
+
+def wav_file(seconds: float, rate: int = 44_100) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, (0.2 * np.random.default_rng(1).standard_normal(int(seconds * rate))).astype(np.float32), rate,
+             format="WAV")
+    return buffer.getvalue()
+
+
+@dataclass
+class Row:
+    source: str
+    name: str
+    send: dict  # keyword arguments of requests.post to /release_task
+    check: Callable[[dict, list[dict]], None]  # (release_task data, result items)
+
+
+def duration_is(seconds: float):
+    def check(data, items):
+        for item in items:
+            assert item["metas"]["duration"] == pytest.approx(seconds, abs=0.05), item["metas"]
+    return check
+
+
+def metas_are(**expected):
+    def check(data, items):
+        for key, value in expected.items():
+            assert items[0]["metas"][key] == value, items[0]["metas"]
+    return check
+
+
+def all_of(*checks):
+    def check(data, items):
+        for one in checks:
+            one(data, items)
+    return check
+
+
+def form_of(fields: dict) -> dict:
+    return {key: json.dumps(value) if isinstance(value, (dict, list)) else str(value) for key, value in fields.items()}
+
+
+ROWS = [
+    Row(PARSER, "caption and duration aliases", {"json": {**BASE, "duration": 12}}, duration_is(12)),
+    Row(PARSER, "camelCase names", {"json": {"caption": "x", "lyrics": "[inst]", "audioDuration": 11,
+                                             "inferenceSteps": 2, "batchSize": 1}}, duration_is(11)),
+    Row(PARSER, "targetDuration", {"json": {**BASE, "targetDuration": 13}}, duration_is(13)),
+    Row(PARSER, "a top-level value beats param_obj's", {"json": {**BASE, "caption": "raw-caption",
+                                                                 "param_obj": {"caption": "param-caption"}}},
+        lambda d, items: assert_equal(items[0]["prompt"], "raw-caption")),
+    Row(PARSER, "null is not a value: param_obj's is used", {"json": {**BASE, "caption": None,
+                                                                      "param_obj": {"caption": "from-param"}}},
+        lambda d, items: assert_equal(items[0]["prompt"], "from-param")),
+    Row(PARSER, "param_obj as a JSON string", {"json": {**BASE, "param_obj": json.dumps({"duration": 12})}},
+        duration_is(12)),
+    Row(PARSER, "metas with camelCase inside", {"json": {**BASE, "duration": 10, "metas": {"keyScale": "C major",
+                                                                                          "timeSignature": "3/4"}}},
+        metas_are(keyscale="C major", timesignature="3")),
+    Row(PARSER, "user_metadata container", {"json": {**BASE, "duration": 10, "user_metadata": {"bpm": 96}}},
+        metas_are(bpm=96)),
+    Row(PARSER, "userMetadata container as a JSON string", {"json": {**BASE, "duration": 10,
+                                                                     "userMetadata": json.dumps({"bpm": 101})}},
+        metas_are(bpm=101)),
+    Row(PARSER, "[ours] key_scale short forms", {"json": {**BASE, "duration": 10, "key_scale": "C#m"}},
+        metas_are(keyscale="C# minor")),
+    Row(PARSER, "[ours] a flat key without its mode", {"json": {**BASE, "duration": 10, "keyscale": "Bb"}},
+        metas_are(keyscale="Bb major")),
+    Row(PAYLOAD, "metas nobody chose are N/A", {"json": {**BASE, "duration": 10}},
+        metas_are(bpm="N/A", keyscale="N/A", timesignature="N/A", genres="N/A")),
+    Row(SETUP, "seeds as a string with use_random_seed false",
+        {"json": {**BASE, "duration": 10, "batch_size": 2, "seed": "12,13", "use_random_seed": False}},
+        lambda d, items: assert_equal(items[0]["seed_value"], "12,13")),
+    Row("acestep/api/job_generation_setup.py", "lm_top_k 0 = off", {"json": {**BASE, "duration": 10, "lm_top_k": 0}},
+        duration_is(10)),
+    Row("acestep/audio_utils.py", "wav32: 32-bit float WAV", {"json": {**BASE, "duration": 10,
+                                                                       "audio_format": "wav32"}},
+        lambda d, items: None),  # the file itself is checked in test_the_file_is_what_was_asked_for
+    Row(ROUTE, "form-urlencoded body", {"data": form_of({**BASE, "duration": 11})}, duration_is(11)),
+    Row(ROUTE, "multipart body without files", {"files": {k: (None, v) for k, v in form_of({**BASE, "duration": 12})
+                                                         .items()}}, duration_is(12)),
+    Row(ROUTE, "JSON without a content type", {"data": json.dumps({**BASE, "duration": 11}).encode(),
+                                               "headers": {"Content-Type": ""}}, duration_is(11)),
+    Row(ROUTE, "k=v without a content type", {"data": b"caption=x&lyrics=%5Binst%5D&duration=12&inference_steps=2"
+                                                      b"&batch_size=1", "headers": {"Content-Type": ""}},
+        duration_is(12)),
+    Row(ROUTE, "a form's param_obj as a JSON string", {"data": form_of({**BASE, "param_obj": {"duration": 13}})},
+        duration_is(13)),
+    Row(ROUTE, "an uploaded source audio (ctx_audio) for a cover",
+        {"data": form_of({**BASE, "task_type": "cover"}), "files": {"ctx_audio": ("src.wav", wav_file(11))}},
+        duration_is(11)),
+    Row(ROUTE, "an uploaded reference audio (ref_audio)",
+        {"data": form_of({**BASE, "duration": 10}), "files": {"ref_audio": ("ref.wav", wav_file(3))}},
+        duration_is(10)),
+    Row(BUILDER, "the served model by name (dit_model)", {"json": {**BASE, "duration": 10,
+                                                                   "dit_model": "acestep-v15-turbo"}},
+        lambda d, items: assert_equal(items[0]["dit_model"], "acestep-v15-turbo")),
+    Row("acestep/api/http/release_task_models.py", "an upstream field this worker lacks is a warning",
+        {"json": {**BASE, "duration": 10, "use_adg": True, "cfgIntervalStart": 0.1}},
+        lambda d, items: assert_equal(d["warnings"], ["not supported by this worker, ignored: cfg_interval_start, "
+                                                      "use_adg"])),
+]
+
+
+def assert_equal(got, expected):
+    assert got == expected
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.name for row in ROWS])
+def test_upstream_behaviour(url, row):
+    answer = requests.post(f"{url}/release_task", timeout=60, **row.send)
+    assert answer.status_code == 200, answer.text
+    data = answer.json()["data"]
+    item = wait_for_task(url, data["task_id"], timeout=180)
+    assert item["status"] == 1, item
+    row.check(data, json.loads(item["result"]))
+
+
+REFUSALS = [
+    (ROUTE, "text/plain that is neither JSON nor a form is 415",
+     {"data": b"hello world", "headers": {"Content-Type": "text/plain"}}, 415, "Unsupported Content-Type: text/plain"),
+    ("acestep/audio_utils.py", "[ours] aac is refused, naming the field, not silently replaced",
+     {"json": {**BASE, "audio_format": "aac"}}, 400, "audio_format 'aac' is not produced by this worker"),
+    (BUILDER, "[ours] another model's name is refused, naming the one served",
+     {"json": {**BASE, "model": "acestep-v15-base"}}, 400, "model must be 'acestep-v15-turbo'"),
+    (ROUTE, "an uploaded file that is not an audio input",
+     {"data": form_of(BASE), "files": {"lyrics_file": ("a.txt", b"x")}}, 400, "is not an audio input"),
+]
+
+
+@pytest.mark.parametrize("source, name, send, status, words", REFUSALS, ids=[r[1] for r in REFUSALS])
+def test_upstream_refusal(url, source, name, send, status, words):
+    answer = requests.post(f"{url}/release_task", timeout=60, **send)
+    assert answer.status_code == status, answer.text
+    assert words in answer.json()["error"] and "\n" not in answer.json()["error"]
+
+
+def test_the_file_is_what_was_asked_for(url):
+    answer = requests.post(f"{url}/release_task", json={**BASE, "duration": 10, "audio_format": "wav32"}, timeout=60)
+    item = wait_for_task(url, answer.json()["data"]["task_id"], timeout=180)
+    [result] = json.loads(item["result"])
+    audio = requests.get(url + result["file"], timeout=60)
+    assert audio.headers["content-type"] == "audio/wav"
+    assert sf.info(io.BytesIO(audio.content)).subtype == "FLOAT"
+    samples, rate = decode(audio.content)
+    assert rate == 48_000 and samples.shape == (480_000, 2)
+
+
+def test_query_result_and_format_input_as_forms_and_empty_lists(url):
+    task_id = requests.post(f"{url}/release_task", json={**BASE, "duration": 10}, timeout=60).json()["data"]["task_id"]
+    wait_for_task(url, task_id, timeout=180)
+    as_form = requests.post(f"{url}/query_result", data={"task_id_list": json.dumps([task_id])}, timeout=10)
+    assert [i["task_id"] for i in as_form.json()["data"]] == [task_id] and as_form.json()["data"][0]["status"] == 1
+    for empty in ({}, {"task_id_list": []}, {"task_id_list": ""}):  # acestep/api/http/query_result_service.py
+        answer = requests.post(f"{url}/query_result", json=empty, timeout=10)
+        assert answer.status_code == 200 and answer.json()["data"] == []
+    formatted = requests.post(f"{url}/format_input", data={"prompt": "p", "lyrics": "l",
+                                                           "param_obj": json.dumps({"bpm": 100})}, timeout=120)
+    assert formatted.status_code in (501, 502) and "LM" in formatted.json()["error"]  # read as a form; no LM here
+
+
+def test_routes_and_fields_upstream_clients_read(url):
+    health = requests.get(f"{url}/health", timeout=10).json()["data"]
+    assert health["service"] == "ACE-Step API" and health["models_initialized"] is True
+    assert health["loaded_model"] == "acestep-v15-turbo" and health["llm_initialized"] is False
+    assert "loaded_lm_model" in health
+    models = requests.get(f"{url}/v1/models", timeout=10).json()["data"]
+    assert requests.get(f"{url}/v1/model_inventory", timeout=10).json()["data"] == models
+    assert models["models"][0]["supported_task_types"] == ["text2music", "repaint", "cover"]
+    assert models["llm_initialized"] is False and models["loaded_lm_model"] is None
+    stats = requests.get(f"{url}/v1/stats", timeout=10).json()["data"]
+    assert isinstance(stats["avg_job_seconds"], float)
+    custom = requests.post(f"{url}/create_random_sample", json={"sample_type": "custom_mode"}, timeout=10).json()
+    assert custom["code"] == 200 and custom["data"]["caption"] and custom["data"]["lyrics"]
+    simple = requests.post(f"{url}/create_random_sample", data={"sample_type": "simple_mode"}, timeout=10).json()
+    assert simple["data"]["description"]
+    bad = requests.post(f"{url}/create_random_sample", json={"sample_type": "weird"}, timeout=10)
+    assert bad.status_code == 400 and "sample_type must be one of" in bad.json()["error"]
+
+
+@pytest.mark.parametrize("origin, allowed", [("null", True), ("http://localhost:5173", True),
+                                             ("http://127.0.0.1:8080", True), ("https://evil.example", False)])
+def test_browsers_are_let_in_by_upstreams_rule(pod, origin, allowed):
+    """acestep/api/route_setup.py: pages opened from a file (origin null) and localhost pages may call the API."""
+    preflight = requests.options(f"{pod}/release_task", headers={
+        "Origin": origin, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type,authorization"}, timeout=10)
+    got = preflight.headers.get("access-control-allow-origin")
+    assert (got == origin) is allowed, preflight.headers
+
+
+def test_audio_lands_where_upstream_clients_look(pod, tmp_path_factory):
+    task_id = requests.post(f"{pod}/release_task", json={**BASE, "duration": 10}, timeout=60).json()["data"]["task_id"]
+    [result] = json.loads(wait_for_task(pod, task_id, timeout=180)["result"])
+    path = requests.utils.unquote(result["file"].split("path=", 1)[1])
+    assert "/api_audio/" in path and path.endswith(".mp3")
+
+
+def test_base64_inputs_still_work_beside_uploads(url):
+    source = base64.b64encode(wav_file(12)).decode()
+    answer = requests.post(f"{url}/release_task", json={**BASE, "task_type": "repaint", "src_audio_base64": source,
+                                                        "repainting_start": 1, "repainting_end": 4}, timeout=60)
+    item = wait_for_task(url, answer.json()["data"]["task_id"], timeout=180)
+    assert item["status"] == 1 and json.loads(item["result"])[0]["metas"]["duration"] == pytest.approx(12, abs=0.05)
