@@ -14,7 +14,8 @@ a shape that does not match, a missing, misshapen, all-zero or non-finite silenc
 the shape invariants. After saving it loads every module back with diffusers and requires the loading info
 to be clean and every tensor to be unchanged. ``is_turbo``/``model_version`` are written explicitly (from
 ``--model-version``, else the folder name, else the config); the VAE is copied verbatim, so it stays fp32.
-Nothing is written to ``OUT/<dit>`` unless all of that holds (it is built in a staging folder first).
+Nothing is written to ``OUT/<dit>`` unless all of that holds (it is built in a staging folder first); a source
+already in the diffusers layout is copied as it is (``builder.verify`` checks it next).
 """
 
 from __future__ import annotations

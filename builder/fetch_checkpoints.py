@@ -79,7 +79,7 @@ def fetch_hub(dest: Path, component: Component, token: str | None) -> None:
 
 
 def read_token(token_file: Path | None) -> str | None:
-    """HF_TOKEN, else the token file's first line (absent file = anonymous)."""
+    """HF_TOKEN, else the token file's content, stripped (absent file = anonymous)."""
     if os.environ.get("HF_TOKEN"):
         return os.environ["HF_TOKEN"]
     if token_file is not None and token_file.is_file():

@@ -2,8 +2,8 @@
 
 Checks the folder before loading (so a missing or unconverted checkpoint gives one clear message, not a
 stack trace), loads with local files only on the chosen device and dtype, refuses weights that diffusers
-would only warn about (missing or unused keys, an all-zero silence latent), runs one short warm-up
-generation and reports what it loaded and how long each part took.
+would only warn about (missing or unused keys, an all-zero silence latent), runs a short warm-up
+generation (two, batch 1 and 2, when torch.compile is on) and reports what it loaded and how long each part took.
 """
 
 from __future__ import annotations

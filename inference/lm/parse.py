@@ -1,5 +1,6 @@
-"""Reading what the LM wrote (docs/lm.md section 3), strictly: every value is checked, anything invalid is
-dropped with a warning (the request's own value or the default then applies)."""
+"""Reading what the LM wrote (docs/lm.md section 3), strictly: every metadata value is checked (bpm, key,
+time signature, duration, language), anything invalid is dropped with a warning (the request's own value or the
+default then applies); caption and genres are free text, only cleaned up."""
 
 from __future__ import annotations
 

@@ -5,7 +5,8 @@ caption and lyrics; then the plan (phase 1) fills the metas still missing, when 
 duration was given; then, with ``thinking``, the audio codes (phase 2). For every value an explicit user
 value wins, then the LM's, then the default - including the vocal language, which upstream never passes on.
 The LM's rewritten caption reaches the DiT when ``thinking``, ``use_format`` or ``sample_query`` asked for it;
-phase 2 always sees the caller's own caption, as the checkpoints were trained.
+with ``thinking`` alone phase 2 sees the caller's own caption, as the checkpoints were trained; after
+``use_format`` or ``sample_query`` it sees the rewritten caption and lyrics.
 """
 
 from __future__ import annotations
