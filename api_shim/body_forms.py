@@ -55,7 +55,7 @@ def _json(raw: bytes) -> Any:
         return {}
     try:
         return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+    except (ValueError, RecursionError) as err:  # not JSON, not UTF-8, nested too deep, an int too long to read
         raise ApiError(400, f"the request body is not valid JSON ({err.__class__.__name__} at byte "
                             f"{getattr(err, 'pos', 0)})") from None
 
@@ -65,10 +65,11 @@ def _urlencoded(raw: bytes) -> dict[str, Any]:
         pairs = urllib.parse.parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
         raise ApiError(400, "the form body is not UTF-8") from None
-    return _collect(pairs)
+    return dict(pairs)  # a repeated key: the last value, as upstream reads a form
 
 
 def _collect(pairs) -> dict[str, Any]:
+    """Multipart fields: a repeated key keeps its values as a list (``track_classes`` sent once per class)."""
     form: dict[str, Any] = {}
     for key, value in pairs:
         if key in form:
@@ -101,6 +102,9 @@ async def _multipart(raw: bytes, headers: Headers) -> dict[str, Any]:
             if len(data) > MAX_AUDIO_INPUT_BYTES:
                 raise ApiError(413, f"{key} must be at most {MAX_AUDIO_INPUT_BYTES // (1024 * 1024)} MiB of audio")
             if data:
+                if any(name == target for name, _ in fields):
+                    raise ApiError(400, f"give one source and one reference audio: {', '.join(UPLOAD_FIELDS)} "
+                                        f"name them twice here")
                 fields.append((target, base64.b64encode(data).decode("ascii")))
     finally:
         await form.close()

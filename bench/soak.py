@@ -106,11 +106,12 @@ class Load:
 def sample(pid: int, folder: Path) -> dict[str, float]:
     status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
     sizes = {}
-    for entry in os.scandir(folder):
-        try:  # the purge may delete a file between listing and stat
-            sizes[entry.name] = entry.stat().st_size
-        except FileNotFoundError:
-            pass
+    for place, _, names in os.walk(folder):  # audio is in api_audio/, the task records beside it
+        for name in names:
+            try:  # the purge may delete a file between listing and stat
+                sizes[os.path.join(place, name)] = os.stat(os.path.join(place, name)).st_size
+            except FileNotFoundError:
+                pass
     return {"t": time.monotonic(), "rss": int(status["VmRSS"].split()[0]) * 1024, "threads": int(status["Threads"]),
             "fds": len(os.listdir(f"/proc/{pid}/fd")), "files": len(sizes), "bytes": sum(sizes.values()),
             "audio": sum(name.endswith(AUDIO) for name in sizes)}
@@ -197,6 +198,8 @@ def main() -> None:
                           f"{(load.failed + load.errors)[0]}")
     elif not load.finished:
         reasons.insert(0, "no song finished")
+    elif not any(s["audio"] for s in samples):  # the retention check below would judge an empty folder
+        reasons.insert(0, "songs finished but no audio file was ever seen in the output folder")
     if stuck:
         reasons.insert(0, f"{stuck} client(s) still waiting on the shim 120 s after the end")
     # a file lives from its task's end until the first purge after TTL: at most TTL + one purge interval

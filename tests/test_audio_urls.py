@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
 import soundfile as sf
+from pydantic import SecretStr
 
 from inference.audio_fetch import MAX_REDIRECTS, fetch_http
 from inference.contract.vocabulary import MAX_AUDIO_INPUT_BYTES
@@ -48,6 +50,17 @@ def files():
                 self._send(302, b"", {"Location": "file:///etc/passwd"})
             elif self.path == "/declared-huge":
                 self._send(200, b"", {"Content-Length": str(MAX_AUDIO_INPUT_BYTES + 1)}, length=False)
+            elif self.path == "/slow":  # a trickle: the whole fetch has a deadline, not each read
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(SOURCE_BYTES)))
+                self.end_headers()
+                try:
+                    for start in range(0, len(SOURCE_BYTES), 4096):
+                        self.wfile.write(SOURCE_BYTES[start:start + 4096])
+                        self.wfile.flush()
+                        time.sleep(0.3)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
             elif self.path == "/endless":  # no length: the cap is counted as the bytes come
                 self.send_response(200)
                 self.end_headers()
@@ -100,9 +113,10 @@ def test_by_default_a_url_on_the_workers_own_network_is_refused_before_any_gpu_w
 def test_every_redirect_hop_is_checked_before_it_is_followed(files):
     url, hits = files
 
-    def public_but_not_internal(address: str, field: str) -> None:  # as if only /internal were a private address
+    def public_but_not_internal(address: str, field: str) -> str:  # as if only /internal were a private address
         if "/internal" in address:
             raise InputError(f"{field} must point to a public address")
+        return "127.0.0.1"
 
     with pytest.raises(InputError, match="must point to a public address"):
         fetch_http(f"{url}/to-internal", "src_audio_url", public_but_not_internal)
@@ -114,9 +128,26 @@ def test_every_redirect_hop_is_checked_before_it_is_followed(files):
     assert fetch_http(f"{url}/hop/{MAX_REDIRECTS - 1}", "src_audio_url", public_but_not_internal) == SOURCE_BYTES
 
 
+def test_the_connection_goes_to_the_address_that_was_checked(files):
+    url, _ = files
+    port = url.rsplit(":", 1)[1]
+    checked = []
+
+    def resolved_once(address: str, field: str) -> str:  # the host does not resolve at all: only this answer counts
+        checked.append(address)
+        return "127.0.0.1"
+
+    assert fetch_http(f"http://audio.invalid:{port}/song.wav", "src_audio_url", resolved_once) == SOURCE_BYTES
+    assert checked == [f"http://audio.invalid:{port}/song.wav"]
+
+
 def test_size_and_time_caps(files):
     url, _ = files
-    allow = lambda address, field: None  # noqa: E731 - the address rule is not what is tested here
+    allow = lambda address, field: "127.0.0.1"  # noqa: E731 - the address rule is not what is tested here
+    started = time.monotonic()
+    with pytest.raises(InputError, match=r"did not arrive within 2 s"):
+        fetch_http(f"{url}/slow", "src_audio_url", allow, timeout_s=2)
+    assert time.monotonic() - started < 4
     with pytest.raises(InputError, match=r"at most 30 MiB of audio \(the server says"):
         fetch_http(f"{url}/declared-huge", "reference_audio_url", allow)
     with pytest.raises(InputError, match=r"^reference_audio_url must be at most 30 MiB of audio$"):
@@ -135,5 +166,11 @@ def test_an_s3_url_is_read_with_the_jobs_bucket_credentials(loaded, settings, s3
     assert response.audios[0].url and response.audios[0].duration == pytest.approx(11.0, abs=0.05)
     with pytest.raises(InputError, match="could not be read from the bucket"):
         asyncio.run(worker.generate({**JOB, "src_audio_url": f"s3://{bucket}/inputs/none.wav"}, "job-s3b", s3_config))
-    with pytest.raises(InputError, match="needs the job's s3Config"):
+    with pytest.raises(InputError, match="read with the job's own bucket credentials: give s3Config"):
         asyncio.run(worker.generate({**JOB, "src_audio_url": f"s3://{bucket}/inputs/source.wav"}, "job-s3c"))
+    # never with the operator's bucket: a caller must not read other objects (other users' songs) through it
+    operator = worker_for(loaded, settings, allow_private_endpoints=True, bucket_endpoint_url=s3_server,
+                          bucket_access_key_id="test-key", bucket_secret_access_key=SecretStr("test-secret-value"),
+                          bucket_name=bucket)
+    with pytest.raises(InputError, match="give s3Config"):
+        asyncio.run(operator.generate({**JOB, "src_audio_url": f"s3://{bucket}/inputs/source.wav"}, "job-s3d"))

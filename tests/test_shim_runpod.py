@@ -212,7 +212,7 @@ def test_the_workers_own_limits_are_learned_and_then_checked_before_a_job_is_mad
         stop(process)
 
 
-def test_worker_errors_reach_the_client_as_status_2_with_the_reason(shim):
+def test_contract_refusals_cost_no_job_and_a_worker_without_the_lm_says_so(shim):
     url, _, _ = shim
     # the shim refuses what the contract forbids before it costs a job
     bad = requests.post(f"{url}/release_task", json={**SONG, "bpm": 900}, timeout=30)

@@ -135,8 +135,9 @@ ROWS = [
     Row(SETUP, "seeds as a string with use_random_seed false",
         {"json": {**BASE, "duration": 10, "batch_size": 2, "seed": "12,13", "use_random_seed": False}},
         lambda d, items: assert_equal(items[0]["seed_value"], "12,13")),
-    Row("acestep/api/job_generation_setup.py", "lm_top_k 0 = off", {"json": {**BASE, "duration": 10, "lm_top_k": 0}},
-        duration_is(10)),
+    Row(SETUP, "lm_top_k 0 is accepted (off)", {"json": {**BASE, "duration": 10, "lm_top_k": 0}}, duration_is(10)),
+    Row(SETUP, "audio_duration -1 is auto (the default length)", {"json": {**BASE, "audio_duration": -1}},
+        duration_is(60)),
     Row("acestep/audio_utils.py", "wav32: 32-bit float WAV", {"json": {**BASE, "duration": 10,
                                                                        "audio_format": "wav32"}},
         lambda d, items: None),  # the file itself is checked in test_the_file_is_what_was_asked_for
@@ -187,8 +188,16 @@ REFUSALS = [
      {"json": {**BASE, "audio_format": "aac"}}, 400, "audio_format 'aac' is not produced by this worker"),
     (BUILDER, "[ours] another model's name is refused, naming the one served",
      {"json": {**BASE, "model": "acestep-v15-base"}}, 400, "model must be 'acestep-v15-turbo'"),
-    (ROUTE, "an uploaded file that is not an audio input",
+    (ROUTE, "[ours] an uploaded file that is not an audio input is refused, not dropped",
      {"data": form_of(BASE), "files": {"lyrics_file": ("a.txt", b"x")}}, 400, "is not an audio input"),
+    (ROUTE, "an upload under ref_audio is read as the reference (not audio: refused naming it)",
+     {"data": form_of(BASE), "files": {"ref_audio": ("ref.wav", b"not audio")}}, 400,
+     "reference_audio_base64 is not an audio file"),
+    (BUILDER, "[ours] dit_model naming another model is refused",
+     {"json": {**BASE, "dit_model": "acestep-v15-base"}}, 400, "model must be 'acestep-v15-turbo'"),
+    (ROUTE, "a JSON integer too long to read is a 400, not a 500",
+     {"data": b'{"caption": "x", "bpm": ' + b"1" * 5000 + b"}", "headers": {"Content-Type": "application/json"}},
+     400, "not valid JSON"),
 ]
 
 

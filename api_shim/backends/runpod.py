@@ -28,8 +28,8 @@ from api_shim.task_store import TaskStore
 from api_shim.tasks import Task, unknown_task_item
 from inference.errors import InputError, UnsupportedError
 from inference.model_catalog import describe_models
-from inference.contract.request import ANY_DEPLOYMENT
 from inference.contract import (
+    ANY_DEPLOYMENT,
     FormatInputResponse,
     Limits,
     ModelsResponse,
@@ -43,6 +43,7 @@ HEALTH_CACHE_S = 5.0
 SYNC_TIMEOUT_S = 300.0
 MODELS_KEY = "models"
 LIMITS_KEY = "limits"
+LIMITS_FRESH_S = 3600.0  # a redeployed endpoint (another model, another GPU) is not held to its old limits longer
 
 
 class RunPodBackend:
@@ -104,7 +105,7 @@ class RunPodBackend:
         except ValueError:
             log.warning("the worker reported limits this shim cannot read; ignored")
         if limits is not None:
-            self.store.set_value(LIMITS_KEY, limits.model_dump())
+            self.store.set_value(LIMITS_KEY, {"at": time.time(), "limits": limits.model_dump()})
         dit = output.get("dit_model")
         if isinstance(dit, str) and dit:
             lm = output.get("lm_model") if isinstance(output.get("lm_model"), str) else None
@@ -116,8 +117,9 @@ class RunPodBackend:
         (the worker refuses, with the reason, what its own GPU cannot do)."""
         known = await asyncio.to_thread(self.store.get_value, LIMITS_KEY)
         try:
-            return Limits.model_validate(known) if known else ANY_DEPLOYMENT
-        except ValueError:
+            fresh = isinstance(known, dict) and time.time() - float(known["at"]) < LIMITS_FRESH_S
+            return Limits.model_validate(known["limits"]) if fresh else ANY_DEPLOYMENT
+        except (KeyError, TypeError, ValueError):
             return ANY_DEPLOYMENT
 
     async def format_input(self, body: dict[str, Any]) -> FormatInputResponse:

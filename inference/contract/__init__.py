@@ -12,6 +12,7 @@ from inference.contract.audio_header import check_audio_header, decode_base64, u
 from inference.contract.messages import describe_validation_error
 from inference.contract.normalise import ALIASES, ENVELOPE_KEYS, merge_sources
 from inference.contract.request import (
+    ANY_DEPLOYMENT,
     FormatInputRequest,
     GenerateRequest,
     Limits,
@@ -46,7 +47,7 @@ from inference.contract.vocabulary import (
 )
 
 __all__ = [
-    "ALIASES", "AUDIO_FORMATS", "AUDIO_INPUT_FIELDS", "BASE_MODEL_TASKS", "CONTENT_TYPES", "DEFAULT_DURATION_S",
+    "ANY_DEPLOYMENT", "ALIASES", "AUDIO_FORMATS", "AUDIO_INPUT_FIELDS", "BASE_MODEL_TASKS", "CONTENT_TYPES", "DEFAULT_DURATION_S",
     "ENVELOPE_KEYS", "MAX_DURATION_S", "SEED_MAX", "SOURCE_AUDIO_TASKS", "TASK_TYPES", "VALID_KEYSCALES",
     "VALID_LANGUAGES", "VALID_TIME_SIGNATURES", "AudioOut", "ErrorResponse", "FormatInputRequest",
     "FormatInputResponse", "GenerateRequest", "GenerateResponse", "Limits", "LmModelInfo", "Metas", "ModelInfo",

@@ -23,14 +23,14 @@ from inference.errors import InputError
 # Upstream ACE-Step's own names for a field (beside the camelCase and hyphenated forms made for every field).
 ALIASES: dict[str, tuple[str, ...]] = {
     "prompt": ("caption",),
-    "audio_duration": ("duration", "target_duration", "targetDuration"),
+    "audio_duration": ("duration", "target_duration"),
     "key_scale": ("keyscale", "key"),
     "time_signature": ("timesignature",),
     "vocal_language": ("language",),
     "use_format": ("format",),
     "sample_query": ("description", "desc"),
-    "model": ("model_name", "modelName", "dit_model", "ditModel"),
-    "audio_cover_strength": ("cover_strength", "coverStrength"),
+    "model": ("model_name", "dit_model"),
+    "audio_cover_strength": ("cover_strength",),
     "src_audio_base64": ("ctx_audio_base64",),
     "reference_audio_base64": ("ref_audio_base64",),
 }

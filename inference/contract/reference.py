@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic.fields import FieldInfo
 
-from inference.contract.normalise import ALIASES, METADATA_CONTAINERS, UNSUPPORTED, camel_case
+from inference.contract.normalise import METADATA_CONTAINERS, UNSUPPORTED, alias_map
 from inference.contract.request import FormatInputRequest, GenerateRequest
 from inference.contract.vocabulary import VALID_LANGUAGES
 
@@ -38,8 +38,8 @@ def _range(info: FieldInfo) -> str:
             hi = rule.le
         if getattr(rule, "max_length", None) is not None:
             return f"at most {rule.max_length} characters"
-    if lo is None and hi is None:
-        return ""
+    if lo is None or hi is None:
+        return "" if lo is None and hi is None else (f"at least {lo:g}" if hi is None else f"at most {hi:g}")
     unit = (info.json_schema_extra or {}).get("unit", "") if isinstance(info.json_schema_extra, dict) else ""
     left = f"> {lo:g}" if strict_lo else f"{lo:g}"
     return f"{left} – {hi:g}{' ' + unit if unit else ''}"
@@ -53,12 +53,10 @@ def _type(info: FieldInfo) -> str:
     return " or ".join(f"`{part.strip()}`" for part in text.split("|"))
 
 
-def _names(field: str) -> str:
-    forms = [field, camel_case(field), field.replace("_", "-")]
-    for alias in ALIASES.get(field, ()):
-        forms += [alias, camel_case(alias), alias.replace("_", "-")]
-    unique = list(dict.fromkeys(forms))
-    return ", ".join(f"`{f}`" for f in unique)
+def _names(field: str, model) -> str:
+    """Every name the normaliser maps to ``field``, the canonical one first."""
+    accepted = [name for name, canonical in alias_map(frozenset(model.model_fields)).items() if canonical == field]
+    return ", ".join(f"`{name}`" for name in sorted(accepted, key=lambda name: (name != field, name)))
 
 
 def _default(info: FieldInfo) -> str:
@@ -69,7 +67,7 @@ def _default(info: FieldInfo) -> str:
 def fields_table(model) -> str:
     rows = ["| field | accepted names | type | default | range | meaning |", "|---|---|---|---|---|---|"]
     for name, info in model.model_fields.items():
-        rows.append(f"| `{name}` | {_names(name)} | {_type(info)} | {_default(info)} | {_range(info)} | "
+        rows.append(f"| `{name}` | {_names(name, model)} | {_type(info)} | {_default(info)} | {_range(info)} | "
                     f"{(info.description or '').replace('|', '/')} |")
     return "\n".join(rows) + "\n"
 

@@ -93,7 +93,11 @@ class SongFields(BaseModel):
     @field_validator("bpm", "audio_duration", mode="before")
     @classmethod
     def _unset_numbers(cls, value):
-        return None if is_unset(value) else value
+        if is_unset(value):
+            return None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+            return None  # upstream's "auto": -1 or 0
+        return value
 
     @field_validator("key_scale", mode="before")
     @classmethod
@@ -191,9 +195,19 @@ class GenerateRequest(SongFields):
     @field_validator("lm_top_k", mode="before")
     @classmethod
     def _unset_top_k(cls, value):
-        if is_unset(value) or (isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0):
-            return None  # upstream: 0 = off
+        if is_unset(value) or (isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0):
+            return None  # upstream: 0 or less = off
         return value
+
+    @field_validator("repainting_end", mode="before")
+    @classmethod
+    def _repaint_to_the_end(cls, value):
+        return -1.0 if value is None or (isinstance(value, (int, float)) and value == 0) else value  # upstream: 0 = end
+
+    @field_validator("task_type", mode="before")
+    @classmethod
+    def _task_alias(cls, value):
+        return "cover" if isinstance(value, str) and value.strip().lower() == "cover-nofsq" else value
 
     @field_validator("model", mode="before")
     @classmethod
