@@ -92,7 +92,9 @@ def batch_key(request: GenerateRequest) -> tuple:
     return (duration, request.inference_steps, request.guidance_scale, request.shift, request.bpm,
             request.key_scale, request.time_signature, request.task_type, request.src_audio_base64,
             request.reference_audio_base64, request.src_audio_url, request.reference_audio_url,
-            request.repainting_start, request.repainting_end, request.audio_cover_strength)
+            request.repainting_start, request.repainting_end, request.audio_cover_strength, request.instruction,
+            request.track_name, tuple(request.track_classes or ()), request.cfg_interval_start,
+            request.cfg_interval_end, tuple(request.timesteps or ()))
 
 
 def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
@@ -118,7 +120,7 @@ def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
     seeds = [s for p in plans for s in p.seeds]
     song_codes = [c for p, c in zip(plans, codes) for _ in p.seeds] if codes[0] is not None else None
     duration = plans[0].duration_s
-    steps = first.inference_steps
+    steps = len(first.timesteps) if first.timesteps else first.inference_steps
 
     def on_step_end(pipe, step_index, timestep, callback_kwargs):
         if progress is not None:
@@ -140,7 +142,9 @@ def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
                 repainting_start=first.repainting_start,
                 repainting_end=None if first.repainting_end == -1 else first.repainting_end,
                 audio_cover_strength=first.audio_cover_strength,
-                audio_codes=song_codes, instruction=None,
+                audio_codes=song_codes, instruction=first.instruction, track_name=first.track_name,
+                complete_track_classes=first.track_classes, cfg_interval_start=first.cfg_interval_start,
+                cfg_interval_end=first.cfg_interval_end, timesteps=first.timesteps,
                 callback_on_step_end=on_step_end, output_type="latent")
             if progress is not None:
                 progress(DIT_SHARE, "decoding")

@@ -38,6 +38,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from inference.errors import InputError, UnsupportedError
+from inference.contract.normalise import METADATA_CONTAINERS
 from inference.contract.vocabulary import SAMPLE_FROM_NOTHING
 from inference.contract import (
     ALIASES,
@@ -322,6 +323,11 @@ def valid_requests(draw, limits: Limits) -> tuple[dict, dict]:
         expected["seed"] = draw(st.integers(0, SEED_MAX) | st.lists(st.integers(0, SEED_MAX), min_size=1, max_size=4))
     if expected["task_type"] in SOURCE_AUDIO_TASKS:
         expected["src_audio_base64"] = base64.b64encode(draw(st.sampled_from(WAVS + FLACS))).decode()
+    if expected.get("repainting_end") == 0:  # upstream's 0 = the end: the same request as -1
+        expected["repainting_end"] = -1.0
+    if expected.get("cfg_interval_start", 0.0) > expected.get("cfg_interval_end", 1.0):  # a rule across two fields
+        expected["cfg_interval_start"], expected["cfg_interval_end"] = (expected.get("cfg_interval_end", 1.0),
+                                                                        expected["cfg_interval_start"])
     if expected["task_type"] == "repaint" and expected.get("repainting_end", -1) != -1:
         if expected["repainting_end"] <= expected.get("repainting_start", 0.0):
             expected["repainting_end"] = -1.0
@@ -379,7 +385,7 @@ def test_real_field_names_with_any_values_are_parsed_or_refused_in_one_line(limi
     result = outcome(data, LIMITS[limits])
     if isinstance(result, str):
         # the fault is in a field the caller sent (at the top or in a source), or the request is empty
-        sent = [*data, *(key for source in ("param_obj", "metas", "metadata") for key in keys_of(data.get(source)))]
+        sent = [*data, *(key for source in ("param_obj", *METADATA_CONTAINERS) for key in keys_of(data.get(source)))]
         empty = ["input"] if not data else ["prompt"]
         assert names_field(result, *sent, *(ALIAS_OF.get(k, k) for k in sent), *empty), (result, data)
 

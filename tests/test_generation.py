@@ -127,3 +127,35 @@ def test_out_of_memory_mid_generation_is_a_clear_error_and_the_next_request_work
     assert str(caught.value) == ("out of GPU memory generating 2 × 30 s of audio; try a shorter audio_duration "
                                  "or a smaller batch_size")
     assert len(songs(loaded, batch_size=1).songs) == 1
+
+
+def test_a_custom_schedule_is_the_schedule_used(loaded):
+    default = songs(loaded, seed=9, batch_size=1).songs[0].samples  # 4 steps, shift 3
+    same = songs(loaded, seed=9, batch_size=1, timesteps="1.0,0.9,0.75,0.5").songs[0].samples  # that schedule, given
+    other = songs(loaded, seed=9, batch_size=1, timesteps=[0.95, 0.6, 0.3]).songs[0].samples
+    assert np.array_equal(default, same)
+    assert not np.allclose(default, other)
+
+
+def test_an_instruction_reaches_the_dit(loaded):
+    default = songs(loaded, seed=10, batch_size=1).songs[0].samples
+    spelled_out = songs(loaded, seed=10, batch_size=1,
+                        instruction="Fill the audio semantic mask based on the given conditions:").songs[0].samples
+    other = songs(loaded, seed=10, batch_size=1, instruction="Generate a calm piano piece:").songs[0].samples
+    assert np.array_equal(default, spelled_out)  # the pipeline's own default, written out
+    assert not np.allclose(default, other)
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"timesteps": "0.5,0.9"}, "timesteps must go from high to low"),
+    ({"timesteps": [1.5]}, "timesteps must be 1 to 200 numbers in [0, 1]"),
+    ({"cfg_interval_start": 0.8, "cfg_interval_end": 0.2}, "cfg_interval_start must be at most cfg_interval_end"),
+    ({"track_name": "kazoo"}, "track_name must be one of woodwinds, brass"),
+])
+def test_schedule_and_task_fields_are_checked(fields, words):
+    from inference.errors import InputError
+
+    import re
+
+    with pytest.raises(InputError, match=re.escape(words)):
+        parse_generate_request({**SONG, **fields})

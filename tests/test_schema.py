@@ -48,7 +48,8 @@ def test_defaults_match_the_contract():
 ALIAS_VALUES = {
     "prompt": "string pad", "audio_duration": 42.0, "key_scale": "D minor", "time_signature": "3",
     "vocal_language": "ja", "use_format": True, "sample_query": "a sad song about rain", "model": "acestep-v15-turbo",
-    "audio_cover_strength": 0.5, "src_audio_base64": base64.b64encode(wav_bytes(4800)).decode(),
+    "audio_cover_strength": 0.5, "track_classes": ["drums", "bass"],
+    "src_audio_base64": base64.b64encode(wav_bytes(4800)).decode(),
     "reference_audio_base64": base64.b64encode(wav_bytes(4800)).decode(),
 }
 
@@ -180,8 +181,8 @@ def test_null_is_not_a_value_and_the_first_non_empty_container_is_read():
 
 
 def test_upstream_fields_this_worker_lacks_are_reported_as_such():
-    r = parse(instruction="x", trackName="vocals", metas={"timesteps": "0.5,0"})
-    assert r.warnings == ["not supported by this worker, ignored: instruction, metas.timesteps, track_name"]
+    r = parse(useAdg=True, dcw_mode="high", metas={"lmRepetitionPenalty": 1.1})
+    assert r.warnings == ["not supported by this worker, ignored: dcw_mode, metas.lm_repetition_penalty, use_adg"]
 
 
 @pytest.mark.parametrize("given, key", [("Am", "A minor"), ("C#m", "C# minor"), ("Bb", "Bb major"), ("bm", "B minor"),

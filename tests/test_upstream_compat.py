@@ -161,9 +161,11 @@ ROWS = [
                                                                    "dit_model": "acestep-v15-turbo"}},
         lambda d, items: assert_equal(items[0]["dit_model"], "acestep-v15-turbo")),
     Row("acestep/api/http/release_task_models.py", "an upstream field this worker lacks is a warning",
-        {"json": {**BASE, "duration": 10, "use_adg": True, "cfgIntervalStart": 0.1}},
-        lambda d, items: assert_equal(d["warnings"], ["not supported by this worker, ignored: cfg_interval_start, "
-                                                      "use_adg"])),
+        {"json": {**BASE, "duration": 10, "use_adg": True, "dcwMode": "high"}},
+        lambda d, items: assert_equal(d["warnings"], ["not supported by this worker, ignored: dcw_mode, use_adg"])),
+    Row(SETUP, "a custom timesteps schedule as a string", {"json": {**BASE, "duration": 10,
+                                                                    "timesteps": "0.97,0.76,0.4,0.1"}},
+        duration_is(10)),
 ]
 
 

@@ -31,14 +31,15 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "sample_query": ("description", "desc"),
     "model": ("model_name", "dit_model"),
     "audio_cover_strength": ("cover_strength",),
+    "track_classes": ("instruments",),
     "src_audio_base64": ("ctx_audio_base64",),
     "reference_audio_base64": ("ref_audio_base64",),
 }
 # Fields of upstream's request that this worker does not act on: accepted, reported in ``warnings``.
 UNSUPPORTED = frozenset({
-    "global_caption", "instruction", "track_name", "track_classes", "instruments", "audio_code_string",
-    "audio_codes", "analysis_only", "full_analysis_only", "extract_codes_only", "infer_method", "timesteps",
-    "use_adg", "cfg_interval_start", "cfg_interval_end", "guidance_variant", "guidance_params", "sampler_mode",
+    "global_caption", "audio_code_string",
+    "audio_codes", "analysis_only", "full_analysis_only", "extract_codes_only", "infer_method",
+    "use_adg", "guidance_variant", "guidance_params", "sampler_mode",
     "velocity_norm_threshold", "velocity_ema_factor", "eta", "momentum", "latent_shift", "latent_rescale",
     "dcw_enabled", "dcw_mode", "dcw_scaler", "dcw_high_scaler", "dcw_wavelet", "use_tiled_decode",
     "cover_noise_strength", "chunk_mask_mode", "repaint_latent_crossfade_frames", "repaint_wav_crossfade_sec",

@@ -36,6 +36,7 @@ from inference.contract.vocabulary import (
     MAX_AUDIO_INPUT_BYTES,
     MAX_BATCH_SIZE,
     MAX_DURATION_S,
+    MAX_INSTRUCTION_CHARS,
     MAX_LYRICS_CHARS,
     MAX_PROMPT_CHARS,
     MAX_STEPS,
@@ -46,6 +47,7 @@ from inference.contract.vocabulary import (
     SAMPLE_FROM_NOTHING,
     SEED_MAX,
     SOURCE_AUDIO_TASKS,
+    TRACK_NAMES,
     TIME_SIGNATURE_FORMS,
     VALID_KEYSCALES,
     VALID_LANGUAGES,
@@ -181,6 +183,19 @@ class GenerateRequest(SongFields):
                                     description="Start of the repainted span (task_type repaint).")
     repainting_end: float = Field(-1.0, ge=-1.0, le=MAX_DURATION_S, json_schema_extra={"unit": "seconds"},
                                   description="End of the repainted span in seconds; -1 = the end.")
+    instruction: str | None = Field(None, max_length=MAX_INSTRUCTION_CHARS,
+                                    description="The DiT's task instruction; unset = the task's own (the pipeline's "
+                                                "templates, with track_name / track_classes).")
+    track_name: str | None = Field(None, description=f"The stem for extract and lego: one of {', '.join(TRACK_NAMES)}.")
+    track_classes: list[str] | None = Field(None, max_length=len(TRACK_NAMES),
+                                            description="The stems complete adds (alias: instruments); a string is "
+                                                        "one stem.")
+    cfg_interval_start: float = Field(0.0, ge=0.0, le=1.0, description="Where in the schedule guidance starts "
+                                                                       "(base models).")
+    cfg_interval_end: float = Field(1.0, ge=0.0, le=1.0, description="Where in the schedule guidance ends.")
+    timesteps: list[float] | None = Field(None, description="A custom schedule in [0, 1], from high to low (a list "
+                                                            "or \"0.97,0.76,...\"); overrides inference_steps and "
+                                                            "shift.")
     audio_cover_strength: float = Field(1.0, ge=0.0, le=1.0, description="How closely a cover follows its source "
                                                                          "(aliases: cover_strength).")
     audio_format: Literal["mp3", "wav", "wav32", "flac", "ogg", "opus"] = Field(
@@ -203,6 +218,58 @@ class GenerateRequest(SongFields):
     @classmethod
     def _repaint_to_the_end(cls, value):
         return -1.0 if value is None or (isinstance(value, (int, float)) and value == 0) else value  # upstream: 0 = end
+
+    @field_validator("instruction", "track_name", mode="before")
+    @classmethod
+    def _unset_text(cls, value):
+        return None if is_unset(value) else value
+
+    @field_validator("track_name", mode="after")
+    @classmethod
+    def _track_name(cls, value):
+        if value is None:
+            return None
+        name = value.strip().lower().replace(" ", "_")
+        if name not in TRACK_NAMES:
+            raise ValueError(f"must be one of {', '.join(TRACK_NAMES)} (got {clip(value)})")
+        return name
+
+    @field_validator("track_classes", mode="before")
+    @classmethod
+    def _one_class(cls, value):
+        if is_unset(value):
+            return None
+        return [value] if isinstance(value, str) else value  # upstream: a string is one class
+
+    @field_validator("track_classes", mode="after")
+    @classmethod
+    def _classes(cls, value):
+        if value is not None and any(not name.strip() or len(name) > 64 for name in value):
+            raise ValueError("must be stem names of 1 to 64 characters")
+        return value
+
+    @field_validator("timesteps", mode="before")
+    @classmethod
+    def _schedule(cls, value):
+        if is_unset(value):
+            return None
+        if isinstance(value, str):
+            try:
+                value = [float(part) for part in value.split(",") if part.strip()]
+            except ValueError:
+                raise ValueError(f"must be numbers in [0, 1] like '0.97,0.76,0.4' (got {clip(value)})") from None
+        return value
+
+    @field_validator("timesteps", mode="after")
+    @classmethod
+    def _schedule_rules(cls, value):
+        if value is None:
+            return None
+        if not 1 <= len(value) <= MAX_STEPS or any(not 0.0 <= t <= 1.0 for t in value):
+            raise ValueError(f"must be 1 to {MAX_STEPS} numbers in [0, 1]")
+        if any(later >= earlier for earlier, later in zip(value, value[1:])):
+            raise ValueError("must go from high to low, each step below the one before")
+        return value
 
     @field_validator("task_type", mode="before")
     @classmethod
@@ -287,6 +354,9 @@ class GenerateRequest(SongFields):
             self.sample_query = SAMPLE_FROM_NOTHING  # upstream's query when the LM writes a song unprompted
         if not (self.prompt.strip() or self.lyrics.strip() or self.sample_query.strip()):
             raise ValueError("the request is empty: give a prompt (caption), lyrics or a sample_query")
+        if self.cfg_interval_start > self.cfg_interval_end:
+            raise ValueError(f"cfg_interval_start must be at most cfg_interval_end ({self.cfg_interval_end:g}) (got "
+                             f"{self.cfg_interval_start:g})")
         for url_field, file_field in AUDIO_URL_FIELDS.items():
             if getattr(self, url_field) and getattr(self, file_field):
                 raise ValueError(f"give {file_field} or {url_field}, not both")
@@ -311,6 +381,9 @@ class GenerateRequest(SongFields):
         if self.batch_size > limits.max_batch_size:
             raise UnsupportedError(f"batch_size must be between 1 and {limits.max_batch_size} on this GPU "
                                    f"(got {self.batch_size})")
+        if self.timesteps is not None and len(self.timesteps) > limits.max_steps:
+            raise UnsupportedError(f"timesteps must have 1 to {limits.max_steps} steps on "
+                                   f"{'turbo' if limits.is_turbo else 'base/sft'} models (got {len(self.timesteps)})")
         if self.inference_steps > limits.max_steps:
             raise UnsupportedError(f"inference_steps must be between 1 and {limits.max_steps} on "
                                    f"{'turbo' if limits.is_turbo else 'base/sft'} models (got {self.inference_steps})")

@@ -14,6 +14,9 @@ CONTENT_TYPES = {
 }
 FILE_EXTENSIONS = {fmt: "wav" if fmt == "wav32" else fmt for fmt in AUDIO_FORMATS}
 SAMPLE_FROM_NOTHING = "NO USER INPUT"
+TRACK_NAMES = ("woodwinds", "brass", "fx", "synth", "strings", "percussion", "keyboard", "guitar", "bass", "drums",
+               "backing_vocals", "vocals")
+MAX_INSTRUCTION_CHARS = 1_000
 TASK_TYPES = ("text2music", "repaint", "cover", "extract", "lego", "complete")
 BASE_MODEL_TASKS = ("extract", "lego", "complete")
 SOURCE_AUDIO_TASKS = ("repaint", "cover", "extract", "lego", "complete")
