@@ -83,13 +83,12 @@ def _netloc(address: str, parts) -> str:
 def _read_capped(response: httpx.Response, field: str, deadline: float, timeout_s: float) -> bytes:
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_AUDIO_INPUT_BYTES:
-        raise InputError(f"{field} must be at most {MAX_AUDIO_INPUT_BYTES // (1024 * 1024)} MiB of audio (the server "
-                         f"says {int(declared)} bytes)")
+        raise _too_large(field, f" (the server says {int(declared)} bytes)")
     chunks, size = [], 0
     for chunk in response.iter_raw():  # as it arrives, so the deadline is checked often
         size += len(chunk)
         if size > MAX_AUDIO_INPUT_BYTES:
-            raise InputError(f"{field} must be at most {MAX_AUDIO_INPUT_BYTES // (1024 * 1024)} MiB of audio")
+            raise _too_large(field)
         if time.monotonic() > deadline:
             raise InputError(f"{field}: the audio did not arrive within {timeout_s:g} s")
         chunks.append(chunk)
@@ -114,15 +113,14 @@ def _from_bucket(url: str, field: str, settings: Settings, s3_config: Any) -> by
     try:
         head = client.head_object(Bucket=bucket, Key=key)
         if head.get("ContentLength", 0) > MAX_AUDIO_INPUT_BYTES:
-            raise InputError(f"{field} must be at most {MAX_AUDIO_INPUT_BYTES // (1024 * 1024)} MiB of audio")
+            raise _too_large(field)
         body = client.get_object(Bucket=bucket, Key=key)["Body"]
         deadline = time.monotonic() + FETCH_TIMEOUT_S
         chunks, size = [], 0
         for chunk in body.iter_chunks(CHUNK):
             size += len(chunk)
             if size > MAX_AUDIO_INPUT_BYTES or time.monotonic() > deadline:
-                raise InputError(f"{field} must be at most {MAX_AUDIO_INPUT_BYTES // (1024 * 1024)} MiB of audio, "
-                                 f"read within {FETCH_TIMEOUT_S:g} s")
+                raise _too_large(field, f", read within {FETCH_TIMEOUT_S:g} s")
             chunks.append(chunk)
         data = b"".join(chunks)
     except (BotoCoreError, ClientError) as err:
@@ -131,5 +129,9 @@ def _from_bucket(url: str, field: str, settings: Settings, s3_config: Any) -> by
     finally:
         client.close()
     if len(data) > MAX_AUDIO_INPUT_BYTES:
-        raise InputError(f"{field} must be at most {MAX_AUDIO_INPUT_BYTES // (1024 * 1024)} MiB of audio")
+        raise _too_large(field)
     return data
+
+
+def _too_large(field: str, detail: str = "") -> InputError:
+    return InputError(f"{field} must be at most {MAX_AUDIO_INPUT_BYTES // (1024 * 1024)} MiB of audio{detail}")

@@ -21,19 +21,22 @@ _TRANSLATED = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("::/96
 def check_public_url(url: str, field: str, allow_private: bool) -> None:
     """InputError naming ``field`` unless ``url`` is http(s) and every address its host resolves to is global."""
     if allow_private:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InputError(f"{field} must be an http:// or https:// URL with a host")
+        _http_parts(url, field)
         return
     public_address(url, field, allow_private)
+
+
+def _http_parts(url: str, field: str):
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError(f"{field} must be an http:// or https:// URL with a host")
+    return parts
 
 
 def public_address(url: str, field: str, allow_private: bool) -> str:
     """The address to connect to for ``url``, once every address its host resolves to has passed the rule;
     connecting to this one (not resolving again) leaves no window for an answer that changes (DNS rebinding)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InputError(f"{field} must be an http:// or https:// URL with a host")
+    parts = _http_parts(url, field)
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         infos = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 MAX_MESSAGE_CHARS = 500  # an error message, all problems together
 
@@ -23,16 +24,26 @@ def clip_text(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def field_bounds(field: FieldInfo) -> tuple[Any, Any, bool, str]:
+    """(lower bound, upper bound, lower bound excluded, unit) of a field, None where it has none."""
+    lo = hi = None
+    excluded = False
+    for rule in field.metadata:
+        if getattr(rule, "ge", None) is not None:
+            lo = rule.ge
+        if getattr(rule, "gt", None) is not None:
+            lo, excluded = rule.gt, True
+        if getattr(rule, "le", None) is not None:
+            hi = rule.le
+    unit = (field.json_schema_extra or {}).get("unit", "") if isinstance(field.json_schema_extra, dict) else ""
+    return lo, hi, excluded, unit
+
+
 def _range_text(name: str, model: type[BaseModel]) -> str:
     field = model.model_fields.get(name)
     if field is None:
         return ""
-    lo = hi = None
-    for rule in field.metadata:
-        lo = getattr(rule, "ge", None) if getattr(rule, "ge", None) is not None else lo
-        lo = getattr(rule, "gt", None) if getattr(rule, "gt", None) is not None else lo
-        hi = getattr(rule, "le", None) if getattr(rule, "le", None) is not None else hi
-    unit = (field.json_schema_extra or {}).get("unit", "") if isinstance(field.json_schema_extra, dict) else ""
+    lo, hi, _, unit = field_bounds(field)
     if lo is None or hi is None:
         return ""
     return f"between {lo:g} and {hi:g}{' ' + unit if unit else ''}"

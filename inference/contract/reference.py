@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic.fields import FieldInfo
 
+from inference.contract.messages import field_bounds
 from inference.contract.normalise import METADATA_CONTAINERS, UNSUPPORTED, alias_map
 from inference.contract.request import FormatInputRequest, GenerateRequest
 from inference.contract.vocabulary import VALID_LANGUAGES
@@ -27,20 +28,12 @@ _BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!--
 
 
 def _range(info: FieldInfo) -> str:
-    lo = hi = None
-    strict_lo = False
     for rule in info.metadata:
-        if getattr(rule, "ge", None) is not None:
-            lo = rule.ge
-        if getattr(rule, "gt", None) is not None:
-            lo, strict_lo = rule.gt, True
-        if getattr(rule, "le", None) is not None:
-            hi = rule.le
         if getattr(rule, "max_length", None) is not None:
             return f"at most {rule.max_length} characters"
+    lo, hi, strict_lo, unit = field_bounds(info)
     if lo is None or hi is None:
         return "" if lo is None and hi is None else (f"at least {lo:g}" if hi is None else f"at most {hi:g}")
-    unit = (info.json_schema_extra or {}).get("unit", "") if isinstance(info.json_schema_extra, dict) else ""
     left = f"> {lo:g}" if strict_lo else f"{lo:g}"
     return f"{left} – {hi:g}{' ' + unit if unit else ''}"
 

@@ -219,7 +219,7 @@ class GenerateRequest(SongFields):
     def _repaint_to_the_end(cls, value):
         return -1.0 if value is None or (isinstance(value, (int, float)) and value == 0) else value  # upstream: 0 = end
 
-    @field_validator("instruction", "track_name", mode="before")
+    @field_validator("instruction", "track_name", "model", mode="before")
     @classmethod
     def _unset_text(cls, value):
         return None if is_unset(value) else value
@@ -275,11 +275,6 @@ class GenerateRequest(SongFields):
     @classmethod
     def _task_alias(cls, value):
         return "cover" if isinstance(value, str) and value.strip().lower() == "cover-nofsq" else value
-
-    @field_validator("model", mode="before")
-    @classmethod
-    def _unset_model(cls, value):
-        return None if is_unset(value) else value
 
     @field_validator("audio_format", mode="before")
     @classmethod
