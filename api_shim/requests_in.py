@@ -19,8 +19,8 @@ from inference.settings import Settings
 PRE_AUTH_BODY_BYTES = 64 * 1024  # read before the key is known: ai_token bodies are small
 QUERY_BODY_BYTES = 1024 * 1024  # /query_result: 500 task ids are about 20 KB
 # RunPod refuses larger job payloads (/run about 10 MB, /runsync about 20 MB). The runpod backend forwards a body
-# nearly as it is, so a body that cannot fit is refused at once rather than after a 502; the margin is the
-# job envelope's.
+# nearly as it is, so a body that cannot fit is refused at once rather than after a 502 (unless the shim has a
+# bucket to pass big audio inputs through: api_shim.backends.runpod_staging); the margin is the job envelope's.
 RUNPOD_PAYLOAD_BYTES = {"release_task": (10_000_000, "/run"), "format_input": (20_000_000, "/runsync")}
 ENVELOPE_MARGIN_BYTES = 16 * 1024
 KEY_REQUIRED = "a valid API key is required: send 'Authorization: Bearer <key>' (or 'ai_token' in the body)"
@@ -57,10 +57,13 @@ def body_limit(settings: Settings, backend: str, route: str) -> tuple[int, str]:
     """The largest body ``route`` accepts with this backend, and the name of that limit for the 413 message."""
     if route == "query_result":
         return QUERY_BODY_BYTES, "query_result's limit"
-    if backend == "runpod":
+    staged = route == "release_task" and settings.env_bucket_configured  # big audio inputs go through the bucket
+    if backend == "runpod" and not staged:
         payload, path = RUNPOD_PAYLOAD_BYTES[route]
         if payload - ENVELOPE_MARGIN_BYTES < settings.max_body_bytes:
-            return payload - ENVELOPE_MARGIN_BYTES, f"RunPod's {path} payload limit"
+            hint = "; give audio inputs by URL, or set BUCKET_* on this shim to pass them through a bucket" \
+                if route == "release_task" else ""
+            return payload - ENVELOPE_MARGIN_BYTES, f"RunPod's {path} payload limit{hint}"
     return settings.max_body_bytes, "ACESTEP_MAX_BODY_BYTES"
 
 

@@ -92,7 +92,7 @@ class TaskStore:
                 counts.running += n
         return counts, (round(mean, 3) if mean is not None else None)
 
-    # --- small values the shim remembers (the models its endpoint reported) ---
+    # --- small values the shim remembers (the models its endpoint reported, staged inputs) ---
     def set_value(self, key: str, value: Any) -> None:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO shim_values VALUES (?, ?)", (key, json.dumps(value)))
@@ -101,6 +101,17 @@ class TaskStore:
         with self._lock:
             row = self._db.execute("SELECT value FROM shim_values WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
+
+    def delete_value(self, key: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM shim_values WHERE key = ?", (key,))
+
+    def values_under(self, prefix: str) -> dict[str, Any]:
+        """Every value whose key starts with ``prefix`` (a plain prefix, no wildcards)."""
+        with self._lock:
+            rows = self._db.execute("SELECT key, value FROM shim_values WHERE substr(key, 1, ?) = ?",
+                                    (len(prefix), prefix)).fetchall()
+        return {key: json.loads(value) for key, value in rows}
 
     # --- audio kept in a bucket ---
     def add_remote_audio(self, path: str, url: str, content_type: str, task_id: str) -> None:

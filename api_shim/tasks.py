@@ -113,5 +113,6 @@ def success_items(task: Task, output: dict[str, Any], paths: list[str]) -> list[
                                                                        "timesignature")},
                        "prompt": task.prompt, "lyrics": task.lyrics},
              "generation_info": info, "seed_value": seeds, "lm_model": output.get("lm_model") or "",
-             "dit_model": output.get("dit_model", ""), "progress": 1.0, "stage": "succeeded"}
+             "dit_model": output.get("dit_model", ""), "audio_codes": output.get("audio_codes") or "",
+             "progress": 1.0, "stage": "succeeded"}
             for path in paths]

@@ -219,12 +219,12 @@ def load_pipeline(settings: Settings) -> LoadedPipeline:
     random_weights = (path / RANDOM_WEIGHTS_MARKER).is_file()
     parameters = sum(p.numel() for name in ("transformer", "condition_encoder", "text_encoder", "vae")
                      for p in getattr(pipe, name).parameters())
+    supports_codes = pipe.audio_tokenizer is not None and pipe.audio_token_detokenizer is not None
     loaded = LoadedPipeline(
         pipe=pipe, device=device, dtype=dtype, dit_model=settings.dit_name, is_turbo=is_turbo,
-        supports_audio_codes=pipe.audio_tokenizer is not None and pipe.audio_token_detokenizer is not None,
-        random_weights=random_weights,
+        supports_audio_codes=supports_codes, random_weights=random_weights,
         limits=Limits(max_duration_s=max_duration, max_batch_size=max_batch, is_turbo=is_turbo,
-                      dit_model=settings.dit_name),
+                      dit_model=settings.dit_name, supports_audio_codes=supports_codes),
         report=LoadReport(dit_model=settings.dit_name, device=str(device), dtype=str(dtype).removeprefix("torch."),
                           tier=tier_for(device).name, parameters_m=parameters / 1e6, load_s=load_s, warmup_s=0.0,
                           random_weights=random_weights,

@@ -71,6 +71,7 @@ class Rendered:
     generation: run.Generation
     lm_tokens: int
     started: float
+    lm_codes: str | None = None  # the audio codes the 5 Hz LM wrote, returned so they can be rendered again
 
 
 class GenerationService:
@@ -187,8 +188,9 @@ class GenerationService:
         for one, generation in zip(staged, generations, strict=True):
             generation.warnings.extend(one.prepared.warnings)
             generation.lm_s = one.prepared.lm_s
+            written = None if one.request.audio_code_string else one.prepared.codes
             rendered.append(Rendered(one.job_id, one.request, one.target, generation, one.prepared.lm_tokens,
-                                     one.started))
+                                     one.started, written))
         return rendered
 
     def deliver(self, rendered: Rendered, progress: run.ProgressFn | None = None) -> GenerateResponse:
@@ -221,7 +223,7 @@ class GenerationService:
             timings=Timings(lm_s=round(generation.lm_s, 4), lm_tokens=rendered.lm_tokens,
                             generate_s=round(generation.generate_s, 4), encode_s=round(encode_s, 4),
                             upload_s=round(upload_s, 4), total_s=round(total_s, 4)),
-            limits=self.loaded.limits)
+            limits=self.loaded.limits, audio_codes=rendered.lm_codes)
 
 
 def _lm_call(fn, *args):

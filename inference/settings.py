@@ -101,7 +101,10 @@ class Settings(BaseModel):
     bucket_access_key_id: str | None = Field(None, alias="BUCKET_ACCESS_KEY_ID", description="Bucket access key.")
     bucket_secret_access_key: SecretStr | None = Field(
         None, alias="BUCKET_SECRET_ACCESS_KEY", description="Bucket secret key.")
-    bucket_name: str | None = Field(None, alias="BUCKET_NAME", description="Bucket for finished audio.")
+    bucket_name: str | None = Field(
+        None, alias="BUCKET_NAME",
+        description="Bucket for finished audio (on a shim in front of RunPod: where audio inputs too big for a job "
+                    "pass through).")
     bucket_region: str | None = Field(None, alias="BUCKET_REGION", description="Bucket region, if it needs one.")
     bucket_prefix: str = Field("acestep", alias="BUCKET_PREFIX", description="Key prefix for uploaded audio.")
     bucket_url_expiry_s: int = Field(
@@ -140,7 +143,8 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(
         48 * 1024 * 1024, ge=1024, alias="ACESTEP_MAX_BODY_BYTES",
         description="Shim: largest request body (base64 audio inputs included); larger answers HTTP 413. "
-                    "The runpod backend also keeps to RunPod's payload limits (about 10 MB for release_task).")
+                    "The runpod backend also keeps to RunPod's payload limits (about 10 MB for release_task) unless "
+                    "BUCKET_* is set on the shim: then big audio inputs pass through that bucket.")
     body_budget_bytes: int = Field(
         192 * 1024 * 1024, ge=1024, alias="ACESTEP_BODY_BUDGET_BYTES",
         description="Shim: request bodies all requests together may be reading at once; past it HTTP 503.")

@@ -51,6 +51,8 @@ ALIAS_VALUES = {
     "audio_cover_strength": 0.5, "track_classes": ["drums", "bass"],
     "src_audio_base64": base64.b64encode(wav_bytes(4800)).decode(),
     "reference_audio_base64": base64.b64encode(wav_bytes(4800)).decode(),
+    "audio_code_string": "<|audio_code_5|>" * 50, "use_cot_caption": False, "use_cot_language": False,
+    "constrained_decoding": False,
 }
 
 
@@ -181,8 +183,9 @@ def test_null_is_not_a_value_and_the_first_non_empty_container_is_read():
 
 
 def test_upstream_fields_this_worker_lacks_are_reported_as_such():
-    r = parse(useAdg=True, dcw_mode="high", metas={"lmRepetitionPenalty": 1.1})
-    assert r.warnings == ["not supported by this worker, ignored: dcw_mode, metas.lm_repetition_penalty, use_adg"]
+    r = parse(useAdg=True, dcw_mode="high", metas={"lmBackend": "vllm", "lmRepetitionPenalty": 1.1})
+    assert r.warnings == ["not supported by this worker, ignored: dcw_mode, metas.lm_backend, use_adg"]
+    assert r.lm_repetition_penalty == 1.1  # a field the worker has is read from the container, not reported
 
 
 @pytest.mark.parametrize("given, key", [("Am", "A minor"), ("C#m", "C# minor"), ("Bb", "Bb major"), ("bm", "B minor"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,24 +41,40 @@ def pod(checkpoint_dir, tmp_path_factory):
         stop(process)
 
 
+@dataclass
+class RunPodMode:
+    url: str
+    standin: RunPodStandIn
+    staging_bucket: str
+
+
 @pytest.fixture(scope="module")
-def runpod_mode(checkpoint_dir, s3_server, tmp_path_factory):
+def runpod_parts(checkpoint_dir, s3_server, tmp_path_factory):
     standin = RunPodStandIn(ENDPOINT, CLIENT_KEY, WORKER_KEY)
     port = free_port()
     folder = tmp_path_factory.mktemp("compat-runpod")
     with ServerThread(standin.app, port):
         standin.url = f"http://127.0.0.1:{port}"
-        s3_client(s3_server).create_bucket(Bucket="compat-songs")
+        for name in ("compat-songs", "compat-inputs"):
+            s3_client(s3_server).create_bucket(Bucket=name)
         worker = start_worker(standin, checkpoint_dir, folder / "worker.log", BUCKET_ENDPOINT_URL=s3_server,
                               BUCKET_ACCESS_KEY_ID="test-key", BUCKET_SECRET_ACCESS_KEY="test-secret-value",
                               BUCKET_NAME="compat-songs", ACESTEP_ALLOW_PRIVATE_ENDPOINTS="1")
+        # the shim's own bucket, where audio inputs too big for a RunPod job's payload are passed through
         process, url = start_shim(checkpoint_dir, folder / "out", RUNPOD_ENDPOINT_ID=ENDPOINT, RUNPOD_API_KEY=CLIENT_KEY,
-                                  RUNPOD_ENDPOINT_BASE_URL=f"{standin.url}/v2", ACESTEP_ALLOW_PRIVATE_ENDPOINTS="1")
+                                  RUNPOD_ENDPOINT_BASE_URL=f"{standin.url}/v2", ACESTEP_ALLOW_PRIVATE_ENDPOINTS="1",
+                                  BUCKET_ENDPOINT_URL=s3_server, BUCKET_ACCESS_KEY_ID="test-key",
+                                  BUCKET_SECRET_ACCESS_KEY="test-secret-value", BUCKET_NAME="compat-inputs")
         try:
-            yield url
+            yield RunPodMode(url, standin, "compat-inputs")
         finally:
             stop(process)
             stop(worker)
+
+
+@pytest.fixture(scope="module")
+def runpod_mode(runpod_parts):
+    return runpod_parts.url
 
 
 @pytest.fixture(params=["pod", "runpod"])
@@ -166,6 +183,14 @@ ROWS = [
     Row(SETUP, "a custom timesteps schedule as a string", {"json": {**BASE, "duration": 10,
                                                                     "timesteps": "0.97,0.76,0.4,0.1"}},
         duration_is(10)),
+    Row("acestep/core/generation/handler/audio_codes.py", "audio codes given by the caller decide the length",
+        {"json": {**BASE, "audio_code_string": "<|audio_code_17|><|audio_code_900|>" * 30}}, duration_is(12)),
+    Row(BUILDER, "audio_codes (alias) for a cover in place of a source audio",
+        {"json": {**BASE, "task_type": "cover", "audio_codes": "<|audio_code_3|>" * 55}}, duration_is(11)),
+    Row("acestep/api/http/release_task_models.py", "the LM's switches are fields, not unsupported extras",
+        {"json": {**BASE, "duration": 10, "constrained_decoding": True, "use_cot_caption": False,
+                  "cot_language": False, "lm_repetition_penalty": 1.1}},
+        lambda d, items: assert_equal(d["warnings"], [])),
 ]
 
 
@@ -277,3 +302,50 @@ def test_base64_inputs_still_work_beside_uploads(url):
                                                         "repainting_start": 1, "repainting_end": 4}, timeout=60)
     item = wait_for_task(url, answer.json()["data"]["task_id"], timeout=180)
     assert item["status"] == 1 and json.loads(item["result"])[0]["metas"]["duration"] == pytest.approx(12, abs=0.05)
+
+
+def test_an_upload_too_big_for_a_runpod_job_goes_through_the_shims_bucket(runpod_parts, s3_server):
+    """RunPod takes about 10 MB of job input; an 11.5 MB WAV (15 MB as base64) is passed as a presigned link to a
+    copy in the shim's bucket, rendered from, and the copy removed when the task ends."""
+    url, standin = runpod_parts.url, runpod_parts.standin
+    buffer = io.BytesIO()
+    sf.write(buffer, (0.2 * np.random.default_rng(2).standard_normal(60 * 48_000)).astype(np.float32), 48_000,
+             format="WAV", subtype="FLOAT")
+    big = buffer.getvalue()
+    assert len(big) > 11_000_000
+    jobs = set(standin.jobs)
+    answer = requests.post(f"{url}/release_task", data=form_of({**BASE, "task_type": "repaint",
+                                                                "repainting_start": 1, "repainting_end": 3}),
+                           files={"src_audio": ("long.wav", big)}, timeout=120)
+    assert answer.status_code == 200, answer.text
+    [job_id] = set(standin.jobs) - jobs
+    sent = standin.jobs[job_id]["input"]
+    assert "src_audio_base64" not in sent and sent["src_audio_url"].startswith(s3_server)
+    assert len(json.dumps(sent)) < 10_000
+    staged = s3_client(s3_server).list_objects_v2(Bucket=runpod_parts.staging_bucket).get("Contents", [])
+    assert [o["Size"] for o in staged] == [len(big)]
+    item = wait_for_task(url, answer.json()["data"]["task_id"], timeout=300)
+    assert item["status"] == 1, item
+    assert json.loads(item["result"])[0]["metas"]["duration"] == pytest.approx(60, abs=0.05)
+    deadline = time.monotonic() + 10
+    while s3_client(s3_server).list_objects_v2(Bucket=runpod_parts.staging_bucket).get("KeyCount") and \
+            time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert s3_client(s3_server).list_objects_v2(Bucket=runpod_parts.staging_bucket)["KeyCount"] == 0
+
+
+def test_a_page_opened_from_a_file_can_drive_the_shim(pod):
+    """What upstream's studio page does from file:// (origin null): submit, poll, fetch the audio, read an error;
+    each answer carries the header a browser needs to hand it to the page."""
+    page = {"Origin": "null"}
+    submitted = requests.post(f"{pod}/release_task", json={**BASE, "duration": 10}, headers=page, timeout=60)
+    assert submitted.headers.get("access-control-allow-origin") == "null"
+    task_id = submitted.json()["data"]["task_id"]
+    wait_for_task(pod, task_id, timeout=180)
+    polled = requests.post(f"{pod}/query_result", json={"task_id_list": [task_id]}, headers=page, timeout=10)
+    assert polled.headers.get("access-control-allow-origin") == "null"
+    [result] = json.loads(polled.json()["data"][0]["result"])
+    audio = requests.get(pod + result["file"], headers=page, timeout=60)
+    assert audio.status_code == 200 and audio.headers.get("access-control-allow-origin") == "null"
+    refused = requests.post(f"{pod}/release_task", json={**BASE, "bpm": 900}, headers=page, timeout=60)
+    assert refused.status_code == 400 and refused.headers.get("access-control-allow-origin") == "null"

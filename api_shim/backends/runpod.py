@@ -22,6 +22,7 @@ from typing import Any
 from api_shim.envelope import ApiError
 from api_shim.requests_in import RUNPOD_PAYLOAD_BYTES
 from api_shim.models import DEFAULT_AVG_JOB_S, HealthData, QueryResultItem, ReleaseTaskData, StatsData
+from api_shim.backends.runpod_staging import STAGED_KEY, remove_staged, stage_inputs, staging_bucket
 from api_shim.backends.runpod_tracker import Tracker
 from api_shim.runpod_client import FINAL_STATES, RunPodClient, RunPodError, job_error
 from api_shim.task_store import TaskStore
@@ -61,12 +62,14 @@ class RunPodBackend:
         self.tracker: Tracker | None = None
         self._health: tuple[float, HealthData] | None = None
         self._submitting = 0  # release_task calls between the queue check and the job's creation
+        self.staging = staging_bucket(settings)  # where audio inputs too big for a job's payload go
 
     async def start(self) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.tracker = Tracker(self.client, self.store, self.output_dir, self.settings.task_timeout_s,
-                               on_output=self._learn_models)
+                               on_output=self._learn_models, on_done=self._release_staged)
         self.tracker.start()
+        await asyncio.to_thread(self._sweep_staged)
 
     async def stop(self) -> None:
         if self.tracker:
@@ -167,26 +170,66 @@ class RunPodBackend:
         if waiting >= self.settings.queue_maxsize:
             raise ApiError(429, f"{waiting} tasks are already waiting (ACESTEP_QUEUE_MAXSIZE "
                                 f"{self.settings.queue_maxsize}); retry later", headers={"Retry-After": "10"})
-        job_input = _job_input(body)
-        size = len(json.dumps({"input": job_input}))
-        limit, path = RUNPOD_PAYLOAD_BYTES["release_task"]
-        if size > limit:  # an upload turned into base64 can outgrow what RunPod takes
-            raise ApiError(413, f"the job with its audio inputs is {size} bytes, over RunPod's {path} payload limit "
-                                f"({limit} bytes); send a shorter or compressed (mp3, opus) audio input")
+        task = Task.new(request.prompt, request.lyrics)
         self._submitting += 1  # a place held while RunPod is asked, so concurrent submits cannot overfill
+        staged: list[str] = []
         try:
+            job_input, staged = await self._fitted(request, _job_input(body), task)
             job = await self.client.run(job_input)
         except RunPodError as err:
+            await asyncio.to_thread(self._forget_staged, task.task_id, staged)
             raise ApiError(504 if err.status == 504 else 502, err.message) from None
         finally:
             self._submitting -= 1
-        task = Task.new(request.prompt, request.lyrics)
         task.remote_id = str(job.get("id", ""))
         task.queue_position = waiting + 1
         self.tracker.track(task)  # followed from now on, even if saving it below is cut short
         await asyncio.to_thread(self.store.save, task)
         log.info("task %s is RunPod job %s", task.task_id, task.remote_id)
         return ReleaseTaskData(task_id=task.task_id, queue_position=task.queue_position, warnings=request.warnings)
+
+    async def _fitted(self, request, job_input: dict[str, Any], task: Task) -> tuple[dict[str, Any], list[str]]:
+        """The job input within RunPod's payload limit: as it came, or with its audio inputs staged in the bucket
+        (``api_shim.backends.runpod_staging``); else 413."""
+        limit, path = RUNPOD_PAYLOAD_BYTES["release_task"]
+        size = len(json.dumps({"input": job_input}))
+        if size <= limit:
+            return job_input, []
+        if self.staging is None or not request.audio_input_bytes:
+            raise ApiError(413, f"the job with its audio inputs is {size} bytes, over RunPod's {path} payload limit "
+                                f"({limit} bytes); send a shorter or compressed (mp3, opus) audio input, give it by "
+                                f"URL (src_audio_url), or configure BUCKET_* on this shim to pass it through a bucket")
+        try:
+            job_input, keys = await asyncio.to_thread(stage_inputs, request, job_input, self.staging,
+                                                      self.settings.task_timeout_s, task.task_id)
+        except Exception as err:  # noqa: BLE001 - boto3's errors; no secret or path in the message
+            raise ApiError(502, f"staging the audio inputs in bucket '{self.staging.bucket}' failed "
+                                f"({type(err).__name__})") from None
+        await asyncio.to_thread(self.store.set_value, STAGED_KEY.format(task.task_id), keys)
+        size = len(json.dumps({"input": job_input}))
+        if size > limit:
+            await asyncio.to_thread(self._forget_staged, task.task_id, keys)
+            raise ApiError(413, f"the job is {size} bytes even with its audio inputs in the bucket, over RunPod's "
+                                f"{path} payload limit ({limit} bytes); shorten the lyrics or caption")
+        return job_input, keys
+
+    def _forget_staged(self, task_id: str, keys: list[str]) -> None:
+        if self.staging is not None and keys:
+            remove_staged(self.staging, keys)
+        self.store.delete_value(STAGED_KEY.format(task_id))
+
+    def _release_staged(self, task: Task) -> None:
+        """A task ended: the copies of its audio inputs in the bucket are no longer needed."""
+        keys = self.store.get_value(STAGED_KEY.format(task.task_id))
+        if keys:
+            self._forget_staged(task.task_id, list(keys))
+
+    def _sweep_staged(self) -> None:
+        """Staged inputs of tasks that ended while no shim was running to remove them."""
+        for key, keys in self.store.values_under(STAGED_KEY.format("")).items():
+            task = self.store.get(key.split(":", 1)[1])
+            if task is None or task.done:
+                self._forget_staged(key.split(":", 1)[1], list(keys or []))
 
     async def query(self, task_ids: list[str]) -> list[QueryResultItem]:
         """From the store: the tracker keeps it current, so however many ids are asked, RunPod is not called."""

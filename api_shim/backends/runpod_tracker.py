@@ -42,12 +42,14 @@ RUNPOD_KEEPS_S = 1800  # RunPod forgets a job's result 30 minutes after it ends
 
 class Tracker:
     def __init__(self, client: RunPodClient, store: TaskStore, output_dir: Path, timeout_s: float,
-                 on_output: Callable[[dict[str, Any]], None] | None = None):
+                 on_output: Callable[[dict[str, Any]], None] | None = None,
+                 on_done: Callable[[Task], None] | None = None):
         self.client = client
         self.store = store
         self.output_dir = output_dir
         self.timeout_s = timeout_s
         self.on_output = on_output  # told about every successful job's output (the models it names)
+        self.on_done = on_done  # told, off the event loop, about every task that ended (its staged inputs go)
         self.live: dict[str, Task] = {}
         self._due: dict[str, float] = {}
         self._in_flight: set[str] = set()
@@ -140,6 +142,11 @@ class Tracker:
                 log.exception("noting the models of task %s failed", task.task_id)
         if new.done and new.error:
             log.warning("task %s failed: %s", task.task_id, new.error)
+        if new.done and self.on_done:
+            try:
+                await asyncio.to_thread(self.on_done, new)
+            except Exception:  # noqa: BLE001 - tidying up after a task never changes its outcome
+                log.exception("tidying up after task %s failed", task.task_id)
         return new
 
     async def _cancelled(self, task: Task) -> str:

@@ -32,20 +32,22 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "model": ("model_name", "dit_model"),
     "audio_cover_strength": ("cover_strength",),
     "track_classes": ("instruments",),
+    "audio_code_string": ("audio_codes",),
+    "use_cot_caption": ("cot_caption",),
+    "use_cot_language": ("cot_language",),
+    "constrained_decoding": ("constrained",),
     "src_audio_base64": ("ctx_audio_base64",),
     "reference_audio_base64": ("ref_audio_base64",),
 }
 # Fields of upstream's request that this worker does not act on: accepted, reported in ``warnings``.
 UNSUPPORTED = frozenset({
-    "global_caption", "audio_code_string",
-    "audio_codes", "analysis_only", "full_analysis_only", "extract_codes_only", "infer_method",
+    "global_caption", "analysis_only", "full_analysis_only", "extract_codes_only", "infer_method",
     "use_adg", "guidance_variant", "guidance_params", "sampler_mode",
     "velocity_norm_threshold", "velocity_ema_factor", "eta", "momentum", "latent_shift", "latent_rescale",
     "dcw_enabled", "dcw_mode", "dcw_scaler", "dcw_high_scaler", "dcw_wavelet", "use_tiled_decode",
     "cover_noise_strength", "chunk_mask_mode", "repaint_latent_crossfade_frames", "repaint_wav_crossfade_sec",
-    "repaint_mode", "repaint_strength", "lm_model_path", "lm_backend", "lm_repetition_penalty",
-    "constrained_decoding", "constrained", "constrained_decoding_debug", "use_cot_caption", "cot_caption",
-    "cot-caption", "use_cot_language", "cot_language", "cot-language", "is_format_caption", "allow_lm_batch",
+    "repaint_mode", "repaint_strength", "lm_model_path", "lm_backend", "constrained_decoding_debug",
+    "is_format_caption", "allow_lm_batch",
     "parallel_thinking", "src_audio_path", "ctx_audio_path", "reference_audio_path", "ref_audio_path",
 })
 METADATA_CONTAINERS = ("metas", "meta", "metadata", "user_metadata", "userMetadata")
@@ -134,3 +136,20 @@ def merge_sources(data: Mapping[str, Any], field_names: frozenset[str]
             elif key not in ENVELOPE_KEYS:
                 unknown.append(where)
     return merged, unknown, unsupported
+
+
+def without_fields(data: Mapping[str, Any], drop: frozenset[str], field_names: frozenset[str]) -> dict[str, Any]:
+    """``data`` with every key that names one of the canonical fields ``drop`` (in any accepted form) removed,
+    from the top level, ``param_obj`` and every metadata container (a JSON-string container comes back as a
+    dict)."""
+    names = alias_map(field_names)
+
+    def strip(source: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in source.items() if names.get(k, k) not in drop}
+
+    out = strip({k: v for k, v in data.items() if k not in ("param_obj", *METADATA_CONTAINERS)})
+    for name in ("param_obj", *METADATA_CONTAINERS):
+        if name in data:
+            container = _source_dict(data[name], name)
+            out[name] = strip(container)
+    return out

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from inference.contract.audio_codes import MAX_CODE_STRING_CHARS, codes_duration, parse_audio_codes
 from inference.contract.audio_header import check_audio_header, decode_base64
 from inference.contract.messages import clip, describe_validation_error
 from inference.contract.normalise import is_unset, merge_sources
@@ -70,6 +71,7 @@ class Limits(BaseModel):
     max_batch_size: int = MAX_BATCH_SIZE
     is_turbo: bool = True
     dit_model: str | None = Field("acestep-v15-turbo", description="The DiT served; None = not known here.")
+    supports_audio_codes: bool = Field(True, description="The checkpoint has the audio tokenizer codes need.")
 
     @property
     def max_steps(self) -> int:
@@ -169,6 +171,21 @@ class GenerateRequest(SongFields):
     lm_top_k: int | None = Field(None, ge=1, le=1000, description="Top-k sampling of the LM; unset or 0 = off.")
     lm_negative_prompt: str = Field("NO USER INPUT", max_length=MAX_PROMPT_CHARS,
                                     description="The caption of the LM's unconditional branch (with lm_cfg_scale).")
+    lm_repetition_penalty: float = Field(1.0, ge=0.5, le=2.0,
+                                         description="The LM's penalty on tokens it already wrote (HF's rule: "
+                                                     "positive logits divided, negative multiplied); 1 = off.")
+    use_cot_caption: bool = Field(True, description="With thinking, the LM writes a caption and the DiT renders it "
+                                                    "(alias: cot_caption); false = the caller's caption as given.")
+    use_cot_language: bool = Field(True, description="The LM plans the vocal language when none is given (alias: "
+                                                     "cot_language); false = the caller's (default en).")
+    constrained_decoding: bool = Field(True, description="The LM's plan is held to valid values and its codes to "
+                                                         "the song's length (alias: constrained); false = free "
+                                                         "decoding, its values checked afterwards.")
+    audio_code_string: str | None = Field(
+        None, max_length=MAX_CODE_STRING_CHARS,
+        description="Audio codes to render ('<|audio_code_N|>' tokens, 5 a second, as a thinking run writes them; "
+                    "alias: audio_codes): the song is as long as the codes and the LM writes none. text2music and "
+                    "cover (in place of a source audio).")
     task_type: Literal["text2music", "repaint", "cover", "extract", "lego", "complete"] = Field(
         "text2music", description="What to make; all but text2music need src_audio; extract, lego and complete need a "
                                   "base or sft model.")
@@ -218,6 +235,14 @@ class GenerateRequest(SongFields):
     @classmethod
     def _repaint_to_the_end(cls, value):
         return -1.0 if value is None or (isinstance(value, (int, float)) and value == 0) else value  # upstream: 0 = end
+
+    @field_validator("audio_code_string", mode="after")
+    @classmethod
+    def _codes(cls, value):
+        if value is None or not value.strip():
+            return None
+        parse_audio_codes(value)
+        return value.strip()
 
     @field_validator("instruction", "track_name", "model", mode="before")
     @classmethod
@@ -355,7 +380,10 @@ class GenerateRequest(SongFields):
         for url_field, file_field in AUDIO_URL_FIELDS.items():
             if getattr(self, url_field) and getattr(self, file_field):
                 raise ValueError(f"give {file_field} or {url_field}, not both")
-        if self.task_type in SOURCE_AUDIO_TASKS and not (self.src_audio_base64 or self.src_audio_url):
+        if self.audio_code_string is not None:
+            self._take_codes()
+        if self.task_type in SOURCE_AUDIO_TASKS and not (self.src_audio_base64 or self.src_audio_url) and \
+                not (self.task_type == "cover" and self.audio_code_string):
             raise ValueError(f"task_type '{self.task_type}' needs source audio: give src_audio_base64 (or upload "
                              f"src_audio) or src_audio_url")
         if self.task_type == "repaint" and self.repainting_end != -1 and self.repainting_end <= self.repainting_start:
@@ -368,7 +396,25 @@ class GenerateRequest(SongFields):
             check_audio_header(data, name)
         return self
 
+    def _take_codes(self) -> None:
+        """Given codes decide the song's length (five a second), as upstream reads them."""
+        if self.task_type not in ("text2music", "cover"):
+            raise ValueError(f"audio_code_string works with task_type text2music or cover (got '{self.task_type}')")
+        if self.src_audio_base64 or self.src_audio_url:
+            raise ValueError("give audio_code_string or a source audio for a cover, not both")
+        seconds = codes_duration(parse_audio_codes(self.audio_code_string))
+        if not MIN_DURATION_S <= seconds <= MAX_DURATION_S:
+            raise ValueError(f"audio_code_string must hold {MIN_DURATION_S * 5:g} to {MAX_DURATION_S * 5:g} codes "
+                             f"({MIN_DURATION_S:g}-{MAX_DURATION_S:g} s, five a second) (got {seconds * 5:g})")
+        if self.audio_duration is not None and abs(self.audio_duration - seconds) > 0.2:
+            self._warnings.append(f"audio_duration {self.audio_duration:g} was replaced by the length of the "
+                                  f"audio codes ({seconds:g} s)")
+        self.audio_duration = seconds
+
     def _check_limits(self, limits: Limits) -> None:
+        if self.audio_code_string is not None and not limits.supports_audio_codes:
+            raise UnsupportedError("audio_code_string needs a checkpoint with an audio tokenizer, which this worker's "
+                                   "has not")
         if self.audio_duration is not None and self.audio_duration > limits.max_duration_s:
             raise UnsupportedError(
                 f"audio_duration must be between {MIN_DURATION_S:g} and {limits.max_duration_s:g} seconds on this "

@@ -58,6 +58,9 @@ class GenerateResponse(BaseModel):
     timings: Timings
     limits: Limits | None = Field(None, description="What this worker allows (its GPU tier, turbo or base), so a "
                                                      "shim in front of it can check requests before they cost a job")
+    audio_codes: str | None = Field(None, description="The audio codes the 5 Hz LM wrote (thinking), shared by the "
+                                                      "job's songs: send them back as audio_code_string to render "
+                                                      "them again without the LM")
 
 
 class ModelInfo(BaseModel):

@@ -48,6 +48,8 @@ class Vocabulary:
             if i < size:
                 self.tail_blocked[i] = True
         self.tail_blocked[tokens.eos] = False
+        self.beyond_tokenizer = torch.ones(size, dtype=torch.bool)  # padded embeddings: no text, never drawn
+        self.beyond_tokenizer[: len(names)] = False
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
@@ -193,6 +195,21 @@ class CodesProgram:
             self.done = True
         else:
             self.emitted += 1
+
+
+class FreeProgram:
+    """``constrained_decoding`` off: the LM writes what it likes until the end of its turn (or the token budget);
+    only ids past the tokenizer, which are no text, are never drawn. What it wrote is checked afterwards."""
+
+    def __init__(self, vocab: Vocabulary):
+        self.vocab = vocab
+        self.done = False
+
+    def mask(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.masked_fill(self.vocab.beyond_tokenizer[: logits.shape[-1]], float("-inf"))
+
+    def advance(self, token: int) -> None:
+        self.done = self.done or token == self.vocab.tokens.eos
 
 
 def _only(logits: torch.Tensor, ids: list[int]) -> torch.Tensor:

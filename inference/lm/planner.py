@@ -7,9 +7,10 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from inference.lm.constraints import DESCRIBE_FIELDS, PLAN_FIELDS, CodesProgram, Program
+from inference.lm.constraints import DESCRIBE_FIELDS, PLAN_FIELDS, CodesProgram, FreeProgram, Program
 from inference.lm.load import LoadedLM
-from inference.lm.parse import LmOutput, parse_output
+from inference.contract.audio_codes import CODES_PER_SECOND
+from inference.lm.parse import CODES, LmOutput, parse_output
 from inference.lm.prompts import (
     codes_prompt,
     create_prompt,
@@ -21,7 +22,7 @@ from inference.lm.sampling import Sampling, decode
 
 PLAN_MAX_TOKENS = 1024  # the forced fields, a caption (at most 512 tokens) and the values
 DESCRIBE_TAIL_TOKENS = 1500  # lyrics after the plan, for format and sample
-CODES_PER_SECOND = 5
+FREE_CODES_MARGIN = 500  # with constrained_decoding off, codes past the song's length the LM may write (upstream's)
 
 
 @dataclass
@@ -59,25 +60,33 @@ class LmPlanner:
         """A constrained ``<think>`` plan (never with CFG), then the end of the turn or free-text lyrics."""
         started = time.perf_counter()
         program = Program.plan(self.lm.vocab, self._values(user), self.max_duration, fields, then=then, skip=skip,
-                               max_tail_tokens=tail_tokens)
+                               max_tail_tokens=tail_tokens) if sampling.constrained else FreeProgram(self.lm.vocab)
         text, count = self._generate(prompt, program, replace(sampling, cfg_scale=1.0), PLAN_MAX_TOKENS + tail_tokens,
                                      seed)
         return LmRun(parse_output(text, self.max_duration), count, time.perf_counter() - started, [text])
 
-    def plan(self, caption: str, lyrics: str, user: dict[str, Any], sampling: Sampling, seed: int) -> LmRun:
-        """Phase 1: bpm, caption, duration, keyscale, language, time signature; the caller's values are forced."""
-        return self._think(plan_prompt(caption, lyrics), user, PLAN_FIELDS, "stop", sampling, seed)
+    def plan(self, caption: str, lyrics: str, user: dict[str, Any], sampling: Sampling, seed: int,
+             skip: tuple[str, ...] = ()) -> LmRun:
+        """Phase 1: bpm, caption, duration, keyscale, language, time signature (but those in ``skip``); the
+        caller's values are forced."""
+        return self._think(plan_prompt(caption, lyrics), user, PLAN_FIELDS, "stop", sampling, seed, skip)
 
     def codes(self, caption: str, lyrics: str, metas: dict[str, Any], duration: float, sampling: Sampling,
               negative_prompt: str, seed: int) -> LmRun:
         """Phase 2: exactly ``duration * 5`` audio codes after the plan, guided by the negative prompt."""
         started = time.perf_counter()
         count = int(duration * CODES_PER_SECOND)
-        program = CodesProgram(self.lm.tokens, count, self.lm.vocab.size)
+        if sampling.constrained:
+            program, budget = CodesProgram(self.lm.tokens, count, self.lm.vocab.size), count + 2
+        else:
+            program, budget = FreeProgram(self.lm.vocab), count + FREE_CODES_MARGIN
         negative = unconditional_codes_prompt(negative_prompt) if sampling.cfg_scale > 1.0 else None
-        text, produced = self._generate(codes_prompt(caption, lyrics, metas), program, sampling, count + 2, seed,
+        text, produced = self._generate(codes_prompt(caption, lyrics, metas), program, sampling, budget, seed,
                                         negative)
-        output = LmOutput(codes=parse_output(text).codes)
+        codes = parse_output(text).codes
+        if not sampling.constrained:  # never longer than this deployment's longest song
+            codes = "".join(CODES.findall(codes)[: self.max_duration * CODES_PER_SECOND]) if codes else codes
+        output = LmOutput(codes=codes)
         return LmRun(output, produced, time.perf_counter() - started, [text])
 
     def describe(self, prompt: str, user: dict[str, Any], sampling: Sampling, seed: int,

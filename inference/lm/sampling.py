@@ -1,7 +1,9 @@
 """The decoding loop: KV cache, optional classifier-free guidance, the constraint, then sampling.
 
 Per step, in this order (docs/lm.md section 5): CFG ``uncond + s * (cond - uncond)`` in fp32 when a negative
-prompt is given and ``cfg_scale > 1``; the constraint's mask; top-k; top-p on the untempered logits;
+prompt is given and ``cfg_scale > 1``; the repetition penalty on the tokens this run has written (not the
+prompt's: HF's rule, positive logits divided and negative multiplied); the constraint's mask; top-k; top-p on
+the untempered logits;
 temperature (<= 0 means argmax); a draw from a seeded CPU generator, so a seed reproduces the plan. Unlike
 upstream's default engine, top-k and top-p are really applied.
 """
@@ -20,6 +22,8 @@ class Sampling:
     top_k: int | None = None
     top_p: float | None = 0.9
     cfg_scale: float = 1.0
+    repetition_penalty: float = 1.0
+    constrained: bool = True  # the planner's choice of program: the constraint, or free decoding
 
 
 def choose(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator) -> int:
@@ -55,11 +59,17 @@ def decode(model, prompts: list[list[int]], program, sampling: Sampling, max_new
     cache_arg, extra = _forward_names(model)
     out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True, **extra)
     produced: list[int] = []
+    penalty = sampling.repetition_penalty
+    written = torch.zeros(out.logits.shape[-1], dtype=torch.bool, device=device) if penalty != 1.0 else None
     for _ in range(max_new_tokens):
         logits = out.logits[:, -1, :].float()
         row = logits[1] + sampling.cfg_scale * (logits[0] - logits[1]) if guided else logits[0]
         row = torch.nan_to_num(row, nan=float("-inf"))
+        if written is not None:
+            row = torch.where(written, torch.where(row > 0, row / penalty, row * penalty), row)
         token = choose(program.mask(row), sampling, generator)
+        if written is not None:
+            written[token] = True
         produced.append(token)
         program.advance(token)
         if program.done:

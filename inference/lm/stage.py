@@ -14,6 +14,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from inference.contract.audio_codes import CODE_TOKEN, CODES_PER_SECOND
+from inference.contract.vocabulary import MIN_DURATION_S
 from inference.errors import UnsupportedError
 from inference.lm.planner import LmPlanner
 from inference.lm.sampling import Sampling
@@ -47,6 +49,10 @@ def user_metas(request: SongFields) -> dict:
 
 
 def prepare(planner: LmPlanner | None, request: GenerateRequest, supports_codes: bool) -> Prepared:
+    given_codes = request.audio_code_string  # the caller's own codes: the LM writes none
+    if given_codes and not supports_codes:
+        raise UnsupportedError("audio_code_string needs a checkpoint with an audio tokenizer, which this worker's "
+                               "has not")
     if planner is None:
         if request.sample_query.strip():
             raise UnsupportedError("sample_query needs the 5 Hz LM, which this worker has not loaded "
@@ -56,12 +62,15 @@ def prepare(planner: LmPlanner | None, request: GenerateRequest, supports_codes:
             notes.append("thinking was requested but no 5 Hz LM is loaded: generated without an LM plan")
         if request.use_format:
             notes.append("use_format was requested but no 5 Hz LM is loaded: caption and lyrics used as given")
-        return Prepared(request, warnings=notes)
+        return Prepared(request, codes=given_codes, warnings=notes)
 
     seeds = request.explicit_seeds
     seed = seeds[0] if seeds else random.randrange(2**32)
-    sampling = Sampling(request.lm_temperature, request.lm_top_k, request.lm_top_p, request.lm_cfg_scale)
+    sampling = Sampling(request.lm_temperature, request.lm_top_k, request.lm_top_p, request.lm_cfg_scale,
+                        request.lm_repetition_penalty, request.constrained_decoding)
     user = user_metas(request)
+    skip = tuple(name for name, wanted in (("caption", request.use_cot_caption),
+                                           ("language", request.use_cot_language)) if not wanted)
     lm: dict = {}
     caption, lyrics = request.prompt, request.lyrics
     dit_caption, dit_lyrics = caption, lyrics
@@ -90,18 +99,22 @@ def prepare(planner: LmPlanner | None, request: GenerateRequest, supports_codes:
     wanted = ("bpm", "keyscale", "timesignature", "duration")
     if (request.thinking or request.audio_duration is None) and not all(k in user or k in lm for k in wanted):
         run = planner.plan(caption, lyrics, {**{k: v for k, v in lm.items() if k != "caption"}, **user}, sampling,
-                           seed)
+                           seed, skip)
         take(run)
-        if request.thinking and run.output.caption and not (request.sample_query or request.use_format):
-            dit_caption = run.output.caption
+        if not request.use_cot_language:  # a free plan may still say one: not wanted
+            lm.pop("language", None)
+        if not request.use_cot_caption:
+            lm.pop("caption", None)
+        if request.thinking and lm.get("caption") and not (request.sample_query or request.use_format):
+            dit_caption = lm["caption"]
 
     final = {k: user.get(k, lm.get(k)) for k in ("bpm", "keyscale", "timesignature", "duration", "language")}
     duration = float(final["duration"] or DEFAULT_DURATION_S)
     update = {"prompt": dit_caption, "lyrics": dit_lyrics, "bpm": final["bpm"], "key_scale": final["keyscale"] or "",
               "time_signature": final["timesignature"] or "", "audio_duration": duration,
               "vocal_language": final["language"] or request.vocal_language}
-    codes = None
-    if request.thinking:
+    codes = given_codes
+    if request.thinking and not given_codes:
         if supports_codes:
             cot = {**{k: v for k, v in final.items() if v is not None}, "duration": int(duration)}
             if lm.get("caption"):
@@ -110,6 +123,18 @@ def prepare(planner: LmPlanner | None, request: GenerateRequest, supports_codes:
             seconds += run.seconds
             tokens += run.tokens
             codes = run.output.codes or None
+            written = len(CODE_TOKEN.findall(codes or ""))
+            if not sampling.constrained and written != int(duration * CODES_PER_SECOND):
+                # free decoding writes as many codes as it likes; the codes decide the length, as upstream reads them
+                if written >= MIN_DURATION_S * CODES_PER_SECOND:
+                    duration = written / CODES_PER_SECOND
+                    update["audio_duration"] = duration
+                    warnings.append(f"with constrained_decoding off the LM wrote {written} audio codes: the song "
+                                    f"is {duration:g} s long")
+                else:
+                    codes = None
+                    warnings.append(f"with constrained_decoding off the LM wrote {written} audio codes, too few for "
+                                    f"a song: generated without them")
         else:
             warnings.append("this checkpoint has no audio tokenizer, so it cannot take audio codes: thinking "
                             "planned the metadata only")

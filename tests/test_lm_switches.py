@@ -1,0 +1,152 @@
+"""The LM's switches as upstream clients send them, and audio codes given back: on the tiny checkpoint with its
+tiny random 5 Hz LM, through the worker's own service (the same path a RunPod job takes)."""
+
+from __future__ import annotations
+
+import io
+
+from dataclasses import replace
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from inference.contract import VALID_LANGUAGES, parse_generate_request
+from inference.errors import InputError
+from inference.lm.sampling import Sampling, decode
+
+SONG = {"caption": "warm jazz trio", "lyrics": "[Verse]\nsoft", "batch_size": 1, "seed": 21, "audio_format": "wav",
+        "use_random_seed": False}
+ALL_METAS = {"bpm": 96, "key_scale": "D minor", "time_signature": "4", "duration": 10}
+
+
+def samples(response) -> np.ndarray:
+    import base64
+
+    return sf.read(io.BytesIO(base64.b64decode(response.audios[0].base64)))[0]
+
+
+def codes(count: int, start: int = 0) -> str:
+    return "".join(f"<|audio_code_{(start + 7 * i) % 64000}|>" for i in range(count))
+
+
+def test_the_codes_a_thinking_run_wrote_render_the_same_song_without_the_lm(lm_service):
+    thought = lm_service.generate({**SONG, **ALL_METAS, "thinking": True}, "job-think-codes")
+    assert thought.audio_codes and thought.audio_codes.count("<|audio_code_") == 50  # 10 s, five a second
+    again = lm_service.generate({**SONG, **ALL_METAS, "audio_code_string": thought.audio_codes}, "job-given-codes")
+    assert again.timings.lm_tokens == 0 and again.audio_codes is None  # the LM wrote nothing this time
+    assert np.array_equal(samples(again), samples(thought))
+    other = lm_service.generate({**SONG, **ALL_METAS, "audio_code_string": codes(50)}, "job-other-codes")
+    assert not np.array_equal(samples(other), samples(thought))  # the codes given are the ones rendered
+
+
+def test_given_codes_decide_the_length_and_skip_phase_two(lm_service):
+    response = lm_service.generate({**SONG, "audio_code_string": codes(60), "duration": 25, "thinking": True,
+                                    "bpm": 90, "key_scale": "C major", "time_signature": "3"}, "job-codes-length")
+    assert response.audios[0].duration == pytest.approx(12.0, abs=0.01)
+    assert "audio_duration 25 was replaced by the length of the audio codes (12 s)" in response.warnings
+    assert response.audio_codes is None and response.timings.lm_tokens == 0  # metas given: no plan, no phase 2
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"audio_code_string": "1,2,3"}, "audio_code_string must be audio code tokens"),
+    ({"audio_code_string": codes(60) + "hello"}, "audio_code_string must be audio code tokens"),
+    ({"audio_code_string": "<|audio_code_64000|>" * 60}, "codes must be between 0 and 63999 (got 64000)"),
+    ({"audio_code_string": codes(20)}, "audio_code_string must hold 50 to 3000 codes"),
+    ({"audio_code_string": codes(60), "task_type": "repaint", "src_audio_base64": "UklGRg=="},
+     "audio_code_string works with task_type text2music or cover"),
+    ({"lm_repetition_penalty": 3}, "lm_repetition_penalty"),
+])
+def test_bad_codes_and_switches_are_one_line_errors_naming_the_field(fields, words):
+    with pytest.raises(InputError) as err:
+        parse_generate_request({**SONG, **fields})
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_switches_are_read_under_upstreams_names():
+    request = parse_generate_request({**SONG, "cot_caption": False, "cot-language": "false", "constrained": False,
+                                      "lmRepetitionPenalty": 1.2, "audio_codes": codes(50)})
+    assert (request.use_cot_caption, request.use_cot_language, request.constrained_decoding) == (False, False, False)
+    assert request.lm_repetition_penalty == 1.2 and request.audio_code_string == codes(50)
+    assert request.warnings == [] and request.audio_duration == 10.0
+
+
+def test_a_cover_can_render_from_codes_instead_of_a_source(lm_service):
+    response = lm_service.generate({**SONG, "task_type": "cover", "audio_code_string": codes(55)}, "job-cover-codes")
+    assert response.audios[0].duration == pytest.approx(11.0, abs=0.01)
+
+
+def test_use_cot_caption_false_keeps_the_callers_caption_and_plans_none(lm_service):
+    planned = lm_service.generate({**SONG, "duration": 10, "thinking": True}, "job-cot-caption")
+    assert planned.prompt != SONG["caption"]  # by default the DiT renders the LM's caption
+    kept = lm_service.generate({**SONG, "duration": 10, "thinking": True, "use_cot_caption": False}, "job-no-cot")
+    assert kept.prompt == SONG["caption"]
+    text = lm_service.planner.plan("x", "y", {}, Sampling(), 4, skip=("caption",)).texts[0]
+    assert "caption:" not in text and "bpm:" in text
+
+
+def test_use_cot_language_false_leaves_the_language_unplanned(lm_service):
+    text = lm_service.planner.plan("x", "y", {}, Sampling(), 4, skip=("language",)).texts[0]
+    assert "language:" not in text and "keyscale:" in text
+    response = lm_service.generate({**SONG, "duration": 10, "thinking": True, "use_cot_language": False},
+                                   "job-no-lang")
+    assert response.metas.vocal_language == "en"  # the request's default, not the LM's
+    planned = [lm_service.generate({**SONG, "seed": seed, "duration": 10, "thinking": True}, f"job-lang-{seed}")
+               .metas.vocal_language for seed in range(3)]
+    assert all(language in VALID_LANGUAGES for language in planned) and set(planned) != {"en"}
+
+
+def test_constrained_decoding_off_decodes_freely_and_the_song_follows_the_codes(lm_service):
+    constrained = lm_service.planner.plan("x", "y", {}, Sampling(), 8)
+    free = lm_service.planner.plan("x", "y", {}, Sampling(constrained=False), 8)
+    assert constrained.texts[0].startswith("<think>") and free.texts[0] != constrained.texts[0]
+    response = lm_service.generate({**SONG, "duration": 10, "thinking": True, "constrained_decoding": False,
+                                    "bpm": 100, "key_scale": "E minor", "time_signature": "4"}, "job-free")
+    written = (response.audio_codes or "").count("<|audio_code_")
+    assert any("with constrained_decoding off the LM wrote" in w for w in response.warnings), response.warnings
+    if written >= 50:  # the codes decide the length, as upstream reads them (never past this tier's 30 s)
+        assert response.audios[0].duration == pytest.approx(written / 5, abs=0.01) and written <= 150
+    else:
+        assert response.audios[0].duration == pytest.approx(10.0, abs=0.01)
+
+
+class FavouriteTokens(torch.nn.Module):
+    """A language model that always prefers token 3 (logit 3), then 5 (2): what the penalty does is plain to see."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, use_cache=True, past_key_values=None):
+        logits = torch.full((input_ids.shape[0], 1, 8), -5.0)
+        logits[..., 3], logits[..., 5] = 3.0, 2.0
+        return SimpleNamespace(logits=logits, past_key_values=None)
+
+
+class Anything:
+    done = False
+
+    def mask(self, logits):
+        return logits
+
+    def advance(self, token):
+        pass
+
+
+def test_the_repetition_penalty_discourages_tokens_already_written():
+    greedy = Sampling(temperature=0.0, top_p=None)
+    assert decode(FavouriteTokens(), [[1]], Anything(), greedy, 4, 0, 0) == [3, 3, 3, 3]
+    # 3 written: 3 / 2 = 1.5 < 2, so 5; with both written 1.5 > 1, so 3 (HF's rule: a token is penalised once,
+    # however often it was written)
+    penalised = decode(FavouriteTokens(), [[1]], Anything(), replace(greedy, repetition_penalty=2.0), 4, 0, 0)
+    assert penalised == [3, 5, 3, 3]
+
+
+def test_the_repetition_penalty_reaches_the_lm_through_a_request(lm_service):
+    job = {**SONG, **ALL_METAS, "thinking": True, "lm_temperature": 1.0, "lm_top_k": 2}  # the two likeliest codes
+    plain = lm_service.generate(job, "job-penalty-off").audio_codes
+    penalised = lm_service.generate({**job, "lm_repetition_penalty": 2.0}, "job-penalty-on").audio_codes
+    assert plain and penalised and plain != penalised
+    assert lm_service.generate(job, "job-penalty-off-again").audio_codes == plain  # the seed still reproduces
