@@ -42,11 +42,12 @@ def test_the_codes_a_thinking_run_wrote_render_the_same_song_without_the_lm(lm_s
     assert not np.array_equal(samples(other), samples(thought))  # the codes given are the ones rendered
 
 
-def test_given_codes_decide_the_length_and_skip_phase_two(lm_service):
-    response = lm_service.generate({**SONG, "audio_code_string": codes(60), "duration": 25, "thinking": True,
+@pytest.mark.parametrize("count", [60, 52])  # 52 codes: 10.4 s, not cut to whole seconds
+def test_given_codes_decide_the_length_and_skip_phase_two(lm_service, count):
+    response = lm_service.generate({**SONG, "audio_code_string": codes(count), "duration": 25, "thinking": True,
                                     "bpm": 90, "key_scale": "C major", "time_signature": "3"}, "job-codes-length")
-    assert response.audios[0].duration == pytest.approx(12.0, abs=0.01)
-    assert "audio_duration 25 was replaced by the length of the audio codes (12 s)" in response.warnings
+    assert response.audios[0].duration == pytest.approx(count / 5, abs=0.001)
+    assert f"audio_duration 25 was replaced by the length of the audio codes ({count / 5:g} s)" in response.warnings
     assert response.audio_codes is None and response.timings.lm_tokens == 0  # metas given: no plan, no phase 2
 
 
@@ -90,26 +91,74 @@ def test_use_cot_caption_false_keeps_the_callers_caption_and_plans_none(lm_servi
 def test_use_cot_language_false_leaves_the_language_unplanned(lm_service):
     text = lm_service.planner.plan("x", "y", {}, Sampling(), 4, skip=("language",)).texts[0]
     assert "language:" not in text and "keyscale:" in text
-    response = lm_service.generate({**SONG, "duration": 10, "thinking": True, "use_cot_language": False},
-                                   "job-no-lang")
-    assert response.metas.vocal_language == "en"  # the request's default, not the LM's
-    planned = [lm_service.generate({**SONG, "seed": seed, "duration": 10, "thinking": True}, f"job-lang-{seed}")
-               .metas.vocal_language for seed in range(3)]
-    assert all(language in VALID_LANGUAGES for language in planned) and set(planned) != {"en"}
+    for seed in range(8):  # a seed whose plan says another language than the request's default (en)
+        job = {**SONG, "seed": seed, "duration": 10, "thinking": True}
+        planned = lm_service.generate(job, f"job-lang-{seed}").metas.vocal_language
+        if planned != "en":
+            break
+    assert planned in VALID_LANGUAGES and planned != "en"
+    kept = lm_service.generate({**job, "use_cot_language": False}, "job-no-lang").metas.vocal_language
+    assert kept == "en"  # the same request, the switch off: the request's own (default) language
 
 
-def test_constrained_decoding_off_decodes_freely_and_the_song_follows_the_codes(lm_service):
+class Scripted(torch.nn.Module):
+    """A language model that writes ``script`` (one token id per step, the last one repeated for ever), so what
+    free decoding does with what an LM writes is plain to see."""
+
+    def __init__(self, script: list[int], size: int):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.script, self.size, self.step = script, size, 0
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, use_cache=True, past_key_values=None):
+        logits = torch.zeros((input_ids.shape[0], 1, self.size))
+        logits[..., self.script[min(self.step, len(self.script) - 1)]] = 10.0
+        self.step += 1
+        return SimpleNamespace(logits=logits, past_key_values=None)
+
+
+def with_lm(lm_service, script: list[int]):
+    from inference.lm.planner import LmPlanner
+    from inference.service import GenerationService
+
+    lm = lm_service.planner.lm
+    planner = LmPlanner(replace(lm, model=Scripted(script, lm.vocab.size)), lm_service.planner.max_duration)
+    return GenerationService(lm_service.loaded, lm_service.settings, planner)
+
+
+def test_constrained_decoding_off_decodes_freely(lm_service):
     constrained = lm_service.planner.plan("x", "y", {}, Sampling(), 8)
     free = lm_service.planner.plan("x", "y", {}, Sampling(constrained=False), 8)
     assert constrained.texts[0].startswith("<think>") and free.texts[0] != constrained.texts[0]
-    response = lm_service.generate({**SONG, "duration": 10, "thinking": True, "constrained_decoding": False,
-                                    "bpm": 100, "key_scale": "E minor", "time_signature": "4"}, "job-free")
-    written = (response.audio_codes or "").count("<|audio_code_")
-    assert any("with constrained_decoding off the LM wrote" in w for w in response.warnings), response.warnings
-    if written >= 50:  # the codes decide the length, as upstream reads them (never past this tier's 30 s)
-        assert response.audios[0].duration == pytest.approx(written / 5, abs=0.01) and written <= 150
-    else:
-        assert response.audios[0].duration == pytest.approx(10.0, abs=0.01)
+    assert constrained.output.repairs == []
+
+
+FREE_JOB = {**SONG, **ALL_METAS, "thinking": True, "constrained_decoding": False}
+
+
+def test_free_codes_decide_the_length_but_never_past_the_tiers_longest_song(lm_service):
+    tokens = lm_service.planner.lm.tokens
+    endless = with_lm(lm_service, [tokens.code_ids[7]])  # codes and never the end of its turn
+    response = endless.generate(FREE_JOB, "job-free-long")
+    assert response.audio_codes == "<|audio_code_7|>" * 150 and response.audios[0].duration == 30.0  # this tier: 30 s
+    assert "with constrained_decoding off the LM wrote 150 audio codes: the song is 30 s long" in response.warnings
+
+
+def test_free_codes_too_few_for_a_song_are_dropped(lm_service):
+    tokens = lm_service.planner.lm.tokens
+    short = with_lm(lm_service, [tokens.code_ids[3]] * 20 + [tokens.eos])
+    response = short.generate(FREE_JOB, "job-free-short")
+    assert response.audio_codes is None and response.audios[0].duration == 10.0  # the duration asked for
+    assert "too few for a song: generated without them" in " ".join(response.warnings)
+
+
+def test_free_decoding_never_writes_a_code_past_the_codebook(lm_service):
+    lm = lm_service.planner.lm
+    past = lm.tokenizer.convert_tokens_to_ids("<|audio_code_64500|>")
+    assert past is not None and past < lm.vocab.size  # the tokenizer has it; the codebook does not
+    codes = with_lm(lm_service, [past] * 80 + [lm.tokens.eos]).planner.codes(
+        "x", "y", {"duration": 10}, 10.0, Sampling(constrained=False), "NO USER INPUT", 1)
+    assert "64500" not in codes.texts[0]
 
 
 class FavouriteTokens(torch.nn.Module):

@@ -14,7 +14,7 @@ from tests.conftest import decode, silent_flac, start_shim, stop, wait_for_task,
 
 ENVELOPE = {"data", "code", "error", "timestamp", "extra"}
 RESULT_KEYS = {"file", "wave", "status", "create_time", "env", "prompt", "lyrics", "metas", "generation_info",
-               "seed_value", "lm_model", "dit_model", "progress", "stage"}
+               "seed_value", "lm_model", "dit_model", "audio_codes", "progress", "stage"}
 SONG = {"caption": "warm lofi piano, vinyl crackle", "lyrics": "[Verse]\nsoft rain on the window",
         "duration": 10, "batch_size": 2}
 

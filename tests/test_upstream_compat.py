@@ -349,3 +349,55 @@ def test_a_page_opened_from_a_file_can_drive_the_shim(pod):
     assert audio.status_code == 200 and audio.headers.get("access-control-allow-origin") == "null"
     refused = requests.post(f"{pod}/release_task", json={**BASE, "bpm": 900}, headers=page, timeout=60)
     assert refused.status_code == 400 and refused.headers.get("access-control-allow-origin") == "null"
+
+
+def big_wav() -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, (0.2 * np.random.default_rng(3).standard_normal(60 * 48_000)).astype(np.float32), 48_000,
+             format="WAV", subtype="FLOAT")
+    return buffer.getvalue()
+
+
+def staged_objects(s3_server: str, bucket: str) -> list[str]:
+    return [o["Key"] for o in s3_client(s3_server).list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def test_a_staged_upload_whose_job_runpod_refused_is_removed_at_once(runpod_parts, s3_server):
+    url, standin = runpod_parts.url, runpod_parts.standin
+    requests.post(f"{standin.url}/_standin/fail_next", json={"route": "run", "statuses": [503]}, timeout=5)
+    answer = requests.post(f"{url}/release_task", data=form_of({**BASE, "task_type": "cover"}),
+                           files={"src_audio": ("long.wav", big_wav())}, timeout=120)
+    assert answer.status_code == 502, answer.text
+    assert staged_objects(s3_server, runpod_parts.staging_bucket) == []
+
+
+def test_staged_uploads_left_by_a_shim_that_died_are_removed_at_the_next_start(checkpoint_dir, s3_server, tmp_path):
+    """A shim killed between a task's end and its clean-up (or before the task was even saved) leaves objects in the
+    bucket and their record in the store: the next start removes them, and keeps what a running task needs."""
+    from api_shim.backends.runpod_staging import STAGED_KEY
+    from api_shim.task_store import TaskStore
+    from api_shim.tasks import Task
+
+    bucket = "sweep-inputs"
+    s3 = s3_client(s3_server)
+    s3.create_bucket(Bucket=bucket)
+    store = TaskStore(tmp_path / "out" / "tasks.sqlite3")
+    ended, running = Task.new("a", ""), Task.new("b", "")
+    ended.fail("done before the clean-up")
+    running.remote_id = "still-at-runpod"
+    for task in (ended, running):
+        store.save(task)
+    keys = {name: f"acestep/inputs/{name}/src_audio.wav" for name in (ended.task_id, running.task_id, "never-saved")}
+    for task_id, key in keys.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=b"RIFF")
+        store.set_value(STAGED_KEY.format(task_id), [key])
+    store.close()
+    standin = RunPodStandIn(ENDPOINT, CLIENT_KEY, WORKER_KEY)
+    port = free_port()
+    with ServerThread(standin.app, port):
+        process, _ = start_shim(checkpoint_dir, tmp_path / "out", RUNPOD_ENDPOINT_ID=ENDPOINT,
+                                RUNPOD_API_KEY=CLIENT_KEY, RUNPOD_ENDPOINT_BASE_URL=f"http://127.0.0.1:{port}/v2",
+                                BUCKET_ENDPOINT_URL=s3_server, BUCKET_ACCESS_KEY_ID="test-key",
+                                BUCKET_SECRET_ACCESS_KEY="test-secret-value", BUCKET_NAME=bucket)
+        stop(process)
+    assert staged_objects(s3_server, bucket) == [keys[running.task_id]]

@@ -22,11 +22,20 @@ from typing import Any
 from api_shim.envelope import ApiError
 from api_shim.requests_in import RUNPOD_PAYLOAD_BYTES
 from api_shim.models import DEFAULT_AVG_JOB_S, HealthData, QueryResultItem, ReleaseTaskData, StatsData
-from api_shim.backends.runpod_staging import STAGED_KEY, remove_staged, stage_inputs, staging_bucket
+from api_shim.backends.runpod_staging import (
+    STAGED_KEY,
+    URL_ROOM_BYTES,
+    planned_keys,
+    remove_staged,
+    staging_bucket,
+    upload_inputs,
+    without_audio_inputs,
+)
 from api_shim.backends.runpod_tracker import Tracker
 from api_shim.runpod_client import FINAL_STATES, RunPodClient, RunPodError, job_error
 from api_shim.task_store import TaskStore
 from api_shim.tasks import Task, unknown_task_item
+from inference.delivery.buckets import s3_reason
 from inference.errors import InputError, UnsupportedError
 from inference.model_catalog import describe_models
 from inference.contract import (
@@ -195,28 +204,38 @@ class RunPodBackend:
         size = len(json.dumps({"input": job_input}))
         if size <= limit:
             return job_input, []
-        if self.staging is None or not request.audio_input_bytes:
-            raise ApiError(413, f"the job with its audio inputs is {size} bytes, over RunPod's {path} payload limit "
-                                f"({limit} bytes); send a shorter or compressed (mp3, opus) audio input, give it by "
-                                f"URL (src_audio_url), or configure BUCKET_* on this shim to pass it through a bucket")
+        over = f"over RunPod's {path} payload limit ({limit} bytes)"
+        if not request.audio_input_bytes:
+            raise ApiError(413, f"the job is {size} bytes, {over}; it carries no audio input, so its other fields "
+                                f"(unknown ones are forwarded too) make it so")
+        if self.staging is None:
+            raise ApiError(413, f"the job with its audio inputs is {size} bytes, {over}; send a shorter or "
+                                f"compressed (mp3, opus) audio input, give it by URL (src_audio_url), or configure "
+                                f"BUCKET_* on this shim to pass it through a bucket")
+        rest = without_audio_inputs(job_input)
+        rest_size = len(json.dumps({"input": rest})) + URL_ROOM_BYTES
+        if rest_size > limit:  # nothing is uploaded for a job that would not fit anyway
+            raise ApiError(413, f"the job without its audio inputs is about {rest_size} bytes, {over}; its other "
+                                f"fields (unknown ones are forwarded too) make it so")
+        keys = planned_keys(request, self.staging, task.task_id)
+        await asyncio.to_thread(self.store.set_value, STAGED_KEY.format(task.task_id), list(keys.values()))
         try:
-            job_input, keys = await asyncio.to_thread(stage_inputs, request, job_input, self.staging,
-                                                      self.settings.task_timeout_s, task.task_id)
-        except Exception as err:  # noqa: BLE001 - boto3's errors; no secret or path in the message
-            raise ApiError(502, f"staging the audio inputs in bucket '{self.staging.bucket}' failed "
-                                f"({type(err).__name__})") from None
-        await asyncio.to_thread(self.store.set_value, STAGED_KEY.format(task.task_id), keys)
-        size = len(json.dumps({"input": job_input}))
-        if size > limit:
-            await asyncio.to_thread(self._forget_staged, task.task_id, keys)
-            raise ApiError(413, f"the job is {size} bytes even with its audio inputs in the bucket, over RunPod's "
-                                f"{path} payload limit ({limit} bytes); shorten the lyrics or caption")
-        return job_input, keys
+            urls = await asyncio.to_thread(upload_inputs, request, self.staging, keys, self.settings.task_timeout_s)
+        except Exception as err:  # noqa: BLE001 - boto3's errors; no secret, path or bucket name in the message
+            log.warning("staging the audio inputs of task %s in bucket '%s' failed: %s", task.task_id,
+                        self.staging.bucket, s3_reason(err))
+            await asyncio.to_thread(self._forget_staged, task.task_id, list(keys.values()))
+            raise ApiError(502, f"passing the audio inputs through this shim's bucket failed ({s3_reason(err)}); "
+                                f"retry, or give them by URL") from None
+        return {**rest, **urls}, list(keys.values())
 
     def _forget_staged(self, task_id: str, keys: list[str]) -> None:
-        if self.staging is not None and keys:
-            remove_staged(self.staging, keys)
-        self.store.delete_value(STAGED_KEY.format(task_id))
+        """Delete a task's staged inputs; those that could not be deleted stay on record for the next start."""
+        failed = remove_staged(self.staging, keys) if self.staging is not None else list(keys)
+        if failed:
+            self.store.set_value(STAGED_KEY.format(task_id), failed)
+        else:
+            self.store.delete_value(STAGED_KEY.format(task_id))
 
     def _release_staged(self, task: Task) -> None:
         """A task ended: the copies of its audio inputs in the bucket are no longer needed."""

@@ -18,12 +18,13 @@ from typing import Any
 from inference.contract import GenerateRequest
 from inference.contract.normalise import without_fields
 from inference.contract.vocabulary import AUDIO_URL_FIELDS
-from inference.delivery.buckets import BucketConfig, bucket_from_settings, make_client
+from inference.delivery.buckets import BucketConfig, bucket_from_settings, make_client, s3_reason
 from inference.settings import Settings
 
 log = logging.getLogger("acestep.shim.runpod")
 STAGED_KEY = "staged_inputs:{}"  # task id -> the bucket keys of its staged inputs, in the store's shim_values
 MAX_PRESIGN_S = 7 * 24 * 3600  # SigV4's longest presigned URL
+URL_ROOM_BYTES = 4096  # what the presigned links add to a job, at most
 URL_FOR_FILE = {file_field: url_field for url_field, file_field in AUDIO_URL_FIELDS.items()}
 
 
@@ -31,34 +32,34 @@ def staging_bucket(settings: Settings) -> BucketConfig | None:
     return bucket_from_settings(settings) if settings.env_bucket_configured else None
 
 
-def stage_inputs(request: GenerateRequest, body: dict[str, Any], config: BucketConfig, expiry_s: float,
-                 task_id: str) -> tuple[dict[str, Any], list[str]]:
-    """The job input with the request's audio inputs replaced by presigned URLs of copies in the bucket, and the
-    keys of those copies. Runs off the event loop (boto3 is blocking)."""
+def without_audio_inputs(job_input: dict[str, Any]) -> dict[str, Any]:
+    """The job input with its base64 audio inputs removed, in whatever form and container they came."""
+    return without_fields(job_input, frozenset(URL_FOR_FILE), frozenset(GenerateRequest.model_fields))
+
+
+def planned_keys(request: GenerateRequest, config: BucketConfig, task_id: str) -> dict[str, str]:
+    """Where each of the request's audio inputs goes: ``<prefix>/inputs/<task id>/<src_audio|reference_audio>.<ext>``,
+    known before anything is uploaded (so it is recorded first, and a crash in between leaves nothing unknown)."""
     prefix = config.prefix.strip("/")
     folder = f"{prefix}/inputs/{task_id}" if prefix else f"inputs/{task_id}"
+    return {file_field: f"{folder}/{url_field.removesuffix('_url')}.{_extension(data)}"
+            for file_field, url_field in URL_FOR_FILE.items() if (data := request.audio_input(file_field))}
+
+
+def upload_inputs(request: GenerateRequest, config: BucketConfig, keys: dict[str, str], expiry_s: float
+                  ) -> dict[str, str]:
+    """Put each audio input at its key; the presigned GET URL of each, by URL field. Blocking (boto3)."""
     client = make_client(config)
-    keys: list[str] = []
-    urls: dict[str, str] = {}
     try:
-        for file_field, url_field in URL_FOR_FILE.items():
-            data = request.audio_input(file_field)
-            if not data:
-                continue
-            extension = _extension(data)
-            key = f"{folder}/{url_field.removesuffix('_url')}.{extension}"
-            client.put_object(Bucket=config.bucket, Key=key, Body=data)
-            keys.append(key)
-            urls[url_field] = client.generate_presigned_url(
+        urls = {}
+        for file_field, key in keys.items():
+            client.put_object(Bucket=config.bucket, Key=key, Body=request.audio_input(file_field))
+            urls[URL_FOR_FILE[file_field]] = client.generate_presigned_url(
                 "get_object", Params={"Bucket": config.bucket, "Key": key},
                 ExpiresIn=int(min(max(expiry_s, 60), MAX_PRESIGN_S)))
-    except Exception:
-        remove_staged(config, keys)
-        raise
+        return urls
     finally:
         client.close()
-    job_input = without_fields(body, frozenset(URL_FOR_FILE), frozenset(GenerateRequest.model_fields))
-    return {**job_input, **urls}, keys
 
 
 def _extension(data: bytes) -> str:
@@ -71,17 +72,21 @@ def _extension(data: bytes) -> str:
     return kind if kind in ("wav", "flac", "ogg", "mp3") else "audio"
 
 
-def remove_staged(config: BucketConfig, keys: list[str]) -> None:
-    """Delete staged inputs; a failure is logged, not raised (the task's outcome does not depend on it)."""
+def remove_staged(config: BucketConfig, keys: list[str]) -> list[str]:
+    """Delete staged inputs (a key that is not there counts as deleted); returns the keys that could not be."""
     if not keys:
-        return
+        return []
+    failed = []
     client = make_client(config)
     try:
         for key in keys:
             try:
                 client.delete_object(Bucket=config.bucket, Key=key)
-            except Exception as err:  # noqa: BLE001
-                log.warning("removing a staged audio input from bucket '%s' failed: %s", config.bucket,
-                            type(err).__name__)
+            except Exception as err:  # noqa: BLE001 - kept, and tried again at the next start
+                failed.append(key)
+                log.warning("removing staged audio input %s failed (%s); tried again at the next start", key,
+                            s3_reason(err))
     finally:
         client.close()
+    return failed
+

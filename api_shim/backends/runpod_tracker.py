@@ -102,6 +102,11 @@ class Tracker:
             self.live.pop(task_id, None)
             self._due.pop(task_id, None)
             self._not_found.pop(task_id, None)
+            if self.on_done:  # outside the status slots: tidying up holds up no poll
+                try:
+                    await asyncio.to_thread(self.on_done, updated)
+                except Exception:  # noqa: BLE001 - tidying up after a task never changes its outcome
+                    log.exception("tidying up after task %s failed", task_id)
         elif task_id in self.live:
             current = self.live[task_id]
             interval = QUEUED_INTERVAL_S if current.stage == "queued" else RUNNING_INTERVAL_S
@@ -142,11 +147,6 @@ class Tracker:
                 log.exception("noting the models of task %s failed", task.task_id)
         if new.done and new.error:
             log.warning("task %s failed: %s", task.task_id, new.error)
-        if new.done and self.on_done:
-            try:
-                await asyncio.to_thread(self.on_done, new)
-            except Exception:  # noqa: BLE001 - tidying up after a task never changes its outcome
-                log.exception("tidying up after task %s failed", task.task_id)
         return new
 
     async def _cancelled(self, task: Task) -> str:

@@ -141,7 +141,8 @@ def merge_sources(data: Mapping[str, Any], field_names: frozenset[str]
 def without_fields(data: Mapping[str, Any], drop: frozenset[str], field_names: frozenset[str]) -> dict[str, Any]:
     """``data`` with every key that names one of the canonical fields ``drop`` (in any accepted form) removed,
     from the top level, ``param_obj`` and every metadata container (a JSON-string container comes back as a
-    dict)."""
+    dict; one that is not JSON, which the parser never reads when an earlier container has values, stays as
+    it is)."""
     names = alias_map(field_names)
 
     def strip(source: Mapping[str, Any]) -> dict[str, Any]:
@@ -150,6 +151,8 @@ def without_fields(data: Mapping[str, Any], drop: frozenset[str], field_names: f
     out = strip({k: v for k, v in data.items() if k not in ("param_obj", *METADATA_CONTAINERS)})
     for name in ("param_obj", *METADATA_CONTAINERS):
         if name in data:
-            container = _source_dict(data[name], name)
-            out[name] = strip(container)
+            try:
+                out[name] = strip(_source_dict(data[name], name))
+            except InputError:
+                out[name] = data[name]
     return out

@@ -57,11 +57,15 @@ def _default(info: FieldInfo) -> str:
     return "unset" if value is None else f"`{json.dumps(value, ensure_ascii=False)}`"
 
 
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")  # a table cell: an escaped pipe shows as one
+
+
 def fields_table(model) -> str:
     rows = ["| field | accepted names | type | default | range | meaning |", "|---|---|---|---|---|---|"]
     for name, info in model.model_fields.items():
         rows.append(f"| `{name}` | {_names(name, model)} | {_type(info)} | {_default(info)} | {_range(info)} | "
-                    f"{(info.description or '').replace('|', '/')} |")
+                    f"{_cell(info.description or '')} |")
     return "\n".join(rows) + "\n"
 
 

@@ -23,7 +23,13 @@ from pydantic import (
     model_validator,
 )
 
-from inference.contract.audio_codes import MAX_CODE_STRING_CHARS, codes_duration, parse_audio_codes
+from inference.contract.audio_codes import (
+    CODES_PER_SECOND,
+    MAX_CODE_STRING_CHARS,
+    NO_AUDIO_TOKENIZER,
+    codes_duration,
+    parse_audio_codes,
+)
 from inference.contract.audio_header import check_audio_header, decode_base64
 from inference.contract.messages import clip, describe_validation_error
 from inference.contract.normalise import is_unset, merge_sources
@@ -404,8 +410,7 @@ class GenerateRequest(SongFields):
             raise ValueError("give audio_code_string or a source audio for a cover, not both")
         seconds = codes_duration(parse_audio_codes(self.audio_code_string))
         if not MIN_DURATION_S <= seconds <= MAX_DURATION_S:
-            raise ValueError(f"audio_code_string must hold {MIN_DURATION_S * 5:g} to {MAX_DURATION_S * 5:g} codes "
-                             f"({MIN_DURATION_S:g}-{MAX_DURATION_S:g} s, five a second) (got {seconds * 5:g})")
+            raise ValueError(_codes_range(MAX_DURATION_S, seconds))
         if self.audio_duration is not None and abs(self.audio_duration - seconds) > 0.2:
             self._warnings.append(f"audio_duration {self.audio_duration:g} was replaced by the length of the "
                                   f"audio codes ({seconds:g} s)")
@@ -413,8 +418,9 @@ class GenerateRequest(SongFields):
 
     def _check_limits(self, limits: Limits) -> None:
         if self.audio_code_string is not None and not limits.supports_audio_codes:
-            raise UnsupportedError("audio_code_string needs a checkpoint with an audio tokenizer, which this worker's "
-                                   "has not")
+            raise UnsupportedError(NO_AUDIO_TOKENIZER)
+        if self.audio_code_string is not None and self.audio_duration > limits.max_duration_s:
+            raise UnsupportedError(_codes_range(limits.max_duration_s, self.audio_duration, " on this GPU"))
         if self.audio_duration is not None and self.audio_duration > limits.max_duration_s:
             raise UnsupportedError(
                 f"audio_duration must be between {MIN_DURATION_S:g} and {limits.max_duration_s:g} seconds on this "
@@ -467,6 +473,12 @@ class GenerateRequest(SongFields):
     def audio_input_bytes(self) -> int:
         """Bytes of the audio files this request brings (decoded from base64)."""
         return sum(len(data) for data in self._audio_bytes.values())
+
+
+def _codes_range(longest_s: float, seconds: float, where: str = "") -> str:
+    return (f"audio_code_string must hold {MIN_DURATION_S * CODES_PER_SECOND:g} to "
+            f"{longest_s * CODES_PER_SECOND:g} codes{where} ({MIN_DURATION_S:g}-{longest_s:g} s, {CODES_PER_SECOND} a "
+            f"second) (got {seconds * CODES_PER_SECOND:g})")
 
 
 _FIELD_NAMES = frozenset(GenerateRequest.model_fields)

@@ -119,7 +119,7 @@ class S3Target:
                 client.put_object(Bucket=self.config.bucket, Key=key, Body=audio.data, ContentType=audio.content_type)
                 return
             except (BotoCoreError, ClientError) as err:
-                reason = _s3_reason(err)
+                reason = s3_reason(err)
                 if attempt == self.attempts or _is_permanent(err):
                     raise StorageError(f"upload to bucket '{self.config.bucket}' failed after {attempt} "
                                        f"attempt(s): {reason}") from None
@@ -153,7 +153,7 @@ class S3Target:
                 client.close()
 
 
-def _s3_reason(err: Exception) -> str:
+def s3_reason(err: Exception) -> str:
     response = getattr(err, "response", None)
     if isinstance(response, dict) and "Error" in response:
         code = response["Error"].get("Code", "error")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from inference.contract.audio_codes import AUDIO_CODE_MAX, CODE_TOKEN
 from inference.lm.tokens import LmTokens
 from inference.contract import VALID_KEYSCALES, VALID_LANGUAGES, VALID_TIME_SIGNATURES
 
@@ -48,8 +49,13 @@ class Vocabulary:
             if i < size:
                 self.tail_blocked[i] = True
         self.tail_blocked[tokens.eos] = False
-        self.beyond_tokenizer = torch.ones(size, dtype=torch.bool)  # padded embeddings: no text, never drawn
-        self.beyond_tokenizer[: len(names)] = False
+        # free decoding: never ids past the tokenizer (padded embeddings, no text) nor code tokens past the codebook
+        self.free_blocked = torch.ones(size, dtype=torch.bool)
+        self.free_blocked[: len(names)] = False
+        for i, name in enumerate(names):
+            match = CODE_TOKEN.fullmatch(name or "")
+            if match and int(match.group(1)) > AUDIO_CODE_MAX:
+                self.free_blocked[i] = True
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
@@ -199,14 +205,15 @@ class CodesProgram:
 
 class FreeProgram:
     """``constrained_decoding`` off: the LM writes what it likes until the end of its turn (or the token budget);
-    only ids past the tokenizer, which are no text, are never drawn. What it wrote is checked afterwards."""
+    only ids past the tokenizer (no text) and code tokens past the codebook (no sound) are never drawn. What it
+    wrote is checked afterwards."""
 
     def __init__(self, vocab: Vocabulary):
         self.vocab = vocab
         self.done = False
 
     def mask(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits.masked_fill(self.vocab.beyond_tokenizer[: logits.shape[-1]], float("-inf"))
+        return logits.masked_fill(self.vocab.free_blocked[: logits.shape[-1]], float("-inf"))
 
     def advance(self, token: int) -> None:
         self.done = self.done or token == self.vocab.tokens.eos

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inference.contract import VALID_LANGUAGES, VALID_TIME_SIGNATURES, SongFields
+from inference.contract.audio_codes import CODE_TOKEN, code_tokens
 
-CODES = re.compile(r"<\|audio_code_\d+\|>")
 THINK_BLOCK = re.compile(r"<think>(.*?)</think>", re.S)
 REASONING_BLOCK = re.compile(r"<reasoning>(.*?)</reasoning>", re.S)
 LYRICS_HEADER = re.compile(r"^#\s*Lyrics?\s*\n", re.I)
@@ -60,7 +60,7 @@ def _unquote(text: str) -> str:
 
 
 def parse_output(text: str, max_duration: float = 600.0) -> LmOutput:
-    out = LmOutput(codes="".join(CODES.findall(text)))
+    out = LmOutput(codes="".join(code_tokens(text)))
     fields = raw_fields(text)
     for key, value in fields.items():
         if key not in KNOWN:
@@ -100,7 +100,7 @@ def parse_output(text: str, max_duration: float = 600.0) -> LmOutput:
         elif key == "genres":
             out.genres = value or None
     after = text.split("</think>", 1)[1] if "</think>" in text else ""
-    after = CODES.sub("", after).replace("<|im_end|>", "").replace("<|endoftext|>", "").strip()
+    after = CODE_TOKEN.sub("", after).replace("<|im_end|>", "").replace("<|endoftext|>", "").strip()
     after = LYRICS_HEADER.sub("", after).strip()
     out.lyrics = after or None
     return out

@@ -9,8 +9,8 @@ from typing import Any
 
 from inference.lm.constraints import DESCRIBE_FIELDS, PLAN_FIELDS, CodesProgram, FreeProgram, Program
 from inference.lm.load import LoadedLM
-from inference.contract.audio_codes import CODES_PER_SECOND
-from inference.lm.parse import CODES, LmOutput, parse_output
+from inference.contract.audio_codes import CODES_PER_SECOND, code_tokens
+from inference.lm.parse import LmOutput, parse_output
 from inference.lm.prompts import (
     codes_prompt,
     create_prompt,
@@ -85,7 +85,7 @@ class LmPlanner:
                                         negative)
         codes = parse_output(text).codes
         if not sampling.constrained:  # never longer than this deployment's longest song
-            codes = "".join(CODES.findall(codes)[: self.max_duration * CODES_PER_SECOND]) if codes else codes
+            codes = "".join(code_tokens(codes)[: self.max_duration * CODES_PER_SECOND])
         output = LmOutput(codes=codes)
         return LmRun(output, produced, time.perf_counter() - started, [text])
 

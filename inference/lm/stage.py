@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from inference.contract.audio_codes import CODE_TOKEN, CODES_PER_SECOND
+from inference.contract.audio_codes import CODES_PER_SECOND, NO_AUDIO_TOKENIZER, code_tokens
 from inference.contract.vocabulary import MIN_DURATION_S
 from inference.errors import UnsupportedError
 from inference.lm.planner import LmPlanner
@@ -42,7 +42,7 @@ def user_metas(request: SongFields) -> dict:
     if request.time_signature:
         metas["timesignature"] = request.time_signature
     if request.audio_duration is not None:
-        metas["duration"] = int(request.audio_duration)
+        metas["duration"] = request.audio_duration  # the LM's prompt and plan write it as an int
     if "vocal_language" in given and request.vocal_language != "unknown":
         metas["language"] = request.vocal_language
     return metas
@@ -51,8 +51,7 @@ def user_metas(request: SongFields) -> dict:
 def prepare(planner: LmPlanner | None, request: GenerateRequest, supports_codes: bool) -> Prepared:
     given_codes = request.audio_code_string  # the caller's own codes: the LM writes none
     if given_codes and not supports_codes:
-        raise UnsupportedError("audio_code_string needs a checkpoint with an audio tokenizer, which this worker's "
-                               "has not")
+        raise UnsupportedError(NO_AUDIO_TOKENIZER)
     if planner is None:
         if request.sample_query.strip():
             raise UnsupportedError("sample_query needs the 5 Hz LM, which this worker has not loaded "
@@ -101,13 +100,13 @@ def prepare(planner: LmPlanner | None, request: GenerateRequest, supports_codes:
         run = planner.plan(caption, lyrics, {**{k: v for k, v in lm.items() if k != "caption"}, **user}, sampling,
                            seed, skip)
         take(run)
-        if not request.use_cot_language:  # a free plan may still say one: not wanted
-            lm.pop("language", None)
-        if not request.use_cot_caption:
+        if not request.use_cot_caption:  # a free plan may still write one: not wanted
             lm.pop("caption", None)
         if request.thinking and lm.get("caption") and not (request.sample_query or request.use_format):
             dit_caption = lm["caption"]
 
+    if not request.use_cot_language:  # whichever LM run said one (a free plan, format, sample): not wanted
+        lm.pop("language", None)
     final = {k: user.get(k, lm.get(k)) for k in ("bpm", "keyscale", "timesignature", "duration", "language")}
     duration = float(final["duration"] or DEFAULT_DURATION_S)
     update = {"prompt": dit_caption, "lyrics": dit_lyrics, "bpm": final["bpm"], "key_scale": final["keyscale"] or "",
@@ -123,7 +122,7 @@ def prepare(planner: LmPlanner | None, request: GenerateRequest, supports_codes:
             seconds += run.seconds
             tokens += run.tokens
             codes = run.output.codes or None
-            written = len(CODE_TOKEN.findall(codes or ""))
+            written = len(code_tokens(codes or ""))
             if not sampling.constrained and written != int(duration * CODES_PER_SECOND):
                 # free decoding writes as many codes as it likes; the codes decide the length, as upstream reads them
                 if written >= MIN_DURATION_S * CODES_PER_SECOND:

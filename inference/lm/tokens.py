@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
-CODE_TOKEN = re.compile(r"^<\|audio_code_(\d+)\|>$")
-MAX_AUDIO_CODE = 63999  # FSQ levels [8, 8, 8, 5, 5, 5]: 64000 codes
+from inference.contract.audio_codes import AUDIO_CODE_MAX as MAX_AUDIO_CODE
+from inference.contract.audio_codes import CODE_TOKEN
+
 THINK, THINK_END, IM_END, IM_START, ENDOFTEXT = "<think>", "</think>", "<|im_end|>", "<|im_start|>", "<|endoftext|>"
 
 
@@ -23,12 +23,12 @@ class LmTokens:
 def resolve_tokens(tokenizer) -> LmTokens:
     vocab = tokenizer.get_vocab()
     codes = sorted((int(m.group(1)), i) for token, i in vocab.items()
-                   if (m := CODE_TOKEN.match(token)) and int(m.group(1)) <= MAX_AUDIO_CODE)
+                   if (m := CODE_TOKEN.fullmatch(token)) and int(m.group(1)) <= MAX_AUDIO_CODE)
     eos = vocab.get(IM_END, tokenizer.eos_token_id)
     if eos is None:
         raise ValueError("the LM tokenizer has neither <|im_end|> nor an eos token")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else vocab.get(ENDOFTEXT, eos)
-    specials = {i for token, i in vocab.items() if token in tokenizer.all_special_tokens or CODE_TOKEN.match(token)
+    specials = {i for token, i in vocab.items() if token in tokenizer.all_special_tokens or CODE_TOKEN.fullmatch(token)
                 or token in (THINK, THINK_END, IM_END, IM_START, ENDOFTEXT)}
     return LmTokens(eos=eos, pad=pad, think=vocab.get(THINK), think_end=vocab.get(THINK_END),
                     code_ids=[i for _, i in codes], specials=specials)
