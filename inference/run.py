@@ -8,6 +8,7 @@ depend on the batch it ran in. Never imports runpod or an HTTP framework.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,10 @@ from inference.accelerator_faults import out_of_memory
 from inference.hardware import free_accelerator_memory
 from inference.load import LoadedPipeline
 from inference.contract import DEFAULT_DURATION_S, GenerateRequest, Metas
+from inference.dcw import DcwSettings
+from inference.sampler_steps import corrected_steps
 from inference.seeds import generators_for, resolve_seeds
+from inference.source_task import audio_inputs_seed, duration_warning, pad_source, seeded_global_rng, source_layout
 from inference.vae_decode import decode_latents, normalise_levels
 
 # progress(fraction 0..1, stage): the DiT's steps take the job to 0.9, the VAE decode and delivery the rest
@@ -77,13 +81,14 @@ def _plan(loaded: LoadedPipeline, request: GenerateRequest) -> _Plan:
 
 
 def planned_duration(loaded: LoadedPipeline, request: GenerateRequest, source_s: float | None = None) -> float:
-    """The length asked for the songs: the request's, else the default capped by this deployment's longest.
-    ``source_s``: the length of the source audio, which a render without a duration of its own does not
-    exceed (the duration of what will come out, for sizing it)."""
+    """The length of the songs: a source-audio task's source (``source_s`` seconds, with its outpainting,
+    ``inference.source_task``), else the request's, else the default capped by this deployment's longest."""
+    layout = source_layout(request, source_s, loaded.limits.max_duration_s) if source_s is not None else None
+    if layout is not None:
+        return layout.duration_s
     if request.audio_duration is not None:
         return request.audio_duration
-    default = min(DEFAULT_DURATION_S, loaded.limits.max_duration_s)
-    return min(default, source_s) if source_s is not None else default
+    return min(DEFAULT_DURATION_S, loaded.limits.max_duration_s)
 
 
 def batch_key(request: GenerateRequest) -> tuple:
@@ -94,7 +99,8 @@ def batch_key(request: GenerateRequest) -> tuple:
             request.reference_audio_base64, request.src_audio_url, request.reference_audio_url,
             request.repainting_start, request.repainting_end, request.audio_cover_strength, request.instruction,
             request.track_name, tuple(request.track_classes or ()), request.cfg_interval_start,
-            request.cfg_interval_end, tuple(request.timesteps or ()))
+            request.cfg_interval_end, tuple(request.timesteps or ()), request.dcw_enabled, request.dcw_mode,
+            request.dcw_scaler, request.dcw_high_scaler)
 
 
 def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
@@ -114,6 +120,18 @@ def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
     first = plans[0].request
     if audio_inputs is None:
         audio_inputs = decode_audio_inputs(first, loaded.sample_rate)
+    source = audio_inputs.get("src_audio_base64")
+    layout = source_layout(first, source.shape[-1] / loaded.sample_rate, loaded.limits.max_duration_s) \
+        if source is not None else None
+    repaint_span = (first.repainting_start, None if first.repainting_end == -1 else first.repainting_end)
+    if layout is not None:
+        for plan in plans:
+            plan.duration_s = layout.duration_s
+            if (note := duration_warning(plan.request, layout)) is not None:
+                plan.warnings.append(note)
+        source = pad_source(source, layout, loaded.sample_rate)
+        if first.task_type == "repaint":
+            repaint_span = layout.repaint_span(first)
     prompts = [p.request.prompt for p in plans for _ in p.seeds]
     lyrics = [p.lyrics_for_dit for p in plans for _ in p.seeds]
     languages = [p.request.vocal_language for p in plans for _ in p.seeds]
@@ -129,22 +147,23 @@ def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
 
     started = time.perf_counter()
     audio = None
+    rng = seeded_global_rng(loaded.device, audio_inputs_seed(first)) if audio_inputs else contextlib.nullcontext()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), rng, corrected_steps(loaded.pipe.scheduler, dcw_for(loaded, first)):
             output = loaded.pipe(
                 prompt=prompts, lyrics=lyrics, vocal_language=languages, audio_duration=duration,
                 num_inference_steps=steps, guidance_scale=1.0 if loaded.is_turbo else first.guidance_scale,
                 shift=first.shift, generator=generators_for(seeds), bpm=first.bpm,
                 keyscale=first.key_scale or None, timesignature=first.time_signature or None,
                 task_type=first.task_type,
-                src_audio=audio_inputs.get("src_audio_base64"),
-                reference_audio=audio_inputs.get("reference_audio_base64"),
-                repainting_start=first.repainting_start,
-                repainting_end=None if first.repainting_end == -1 else first.repainting_end,
+                src_audio=source, reference_audio=audio_inputs.get("reference_audio_base64"),
+                repainting_start=repaint_span[0], repainting_end=repaint_span[1],
                 audio_cover_strength=first.audio_cover_strength,
                 audio_codes=song_codes, instruction=first.instruction, track_name=first.track_name,
-                complete_track_classes=first.track_classes, cfg_interval_start=first.cfg_interval_start,
-                cfg_interval_end=first.cfg_interval_end, timesteps=first.timesteps,
+                complete_track_classes=first.track_classes,
+                # upstream guides while start <= t <= end; the pipeline compares against 1 - t
+                cfg_interval_start=1.0 - first.cfg_interval_end, cfg_interval_end=1.0 - first.cfg_interval_start,
+                timesteps=first.timesteps,
                 callback_on_step_end=on_step_end, output_type="latent")
             if progress is not None:
                 progress(DIT_SHARE, "decoding")
@@ -178,6 +197,12 @@ def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
     if progress is not None:
         progress(0.95, "generated")
     return results
+
+
+def dcw_for(loaded: LoadedPipeline, request: GenerateRequest) -> DcwSettings | None:
+    """The request's DCW, or None when it is off (unset: on for turbo models, off for base/sft, as upstream)."""
+    enabled = request.dcw_enabled if request.dcw_enabled is not None else loaded.is_turbo
+    return DcwSettings(request.dcw_mode, request.dcw_scaler, request.dcw_high_scaler) if enabled else None
 
 
 def _out_of_memory_message(songs: int, duration: float) -> str:

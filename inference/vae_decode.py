@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 TARGET_PEAK = 10.0 ** (-1.0 / 20.0)  # -1 dBFS, as the pipeline
+SILENT_PEAK = 1e-6  # upstream's normalize_audio leaves a song this quiet alone
 
 
 @dataclass(frozen=True)
@@ -77,11 +78,13 @@ def decode_latents(vae, latents: torch.Tensor, plan: ChunkPlan = ChunkPlan()) ->
 
 
 def normalise_levels(audio: torch.Tensor) -> torch.Tensor:
-    """The pipeline's two-stage levels: anti-clip (divide by a peak above 1), then peak to -1 dBFS per song."""
+    """Upstream's two-stage levels: anti-clip (divide by a peak above 1), then peak to -1 dBFS per song, except
+    a near-silent song (peak below ``SILENT_PEAK``, about -120 dBFS), which is left as it is."""
     peak = audio.abs().amax(dim=[1, 2], keepdim=True)
     audio = audio / peak.clamp(min=1.0)
-    peak = audio.abs().amax(dim=[1, 2], keepdim=True).clamp(min=1e-6)
-    return audio * (TARGET_PEAK / peak)
+    peak = audio.abs().amax(dim=[1, 2], keepdim=True)
+    gain = torch.where(peak < SILENT_PEAK, torch.ones_like(peak), TARGET_PEAK / peak.clamp(min=SILENT_PEAK))
+    return audio * gain
 
 
 def fold_weight_norm(vae) -> int:

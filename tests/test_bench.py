@@ -18,6 +18,7 @@ from tests.conftest import ROOT, worker_env
     ("bench/gpu.py", ["--durations", "10", "--batches", "1,2", "--rounds", "1"], "seconds_per_song"),
     ("bench/cold_start.py", ["--rounds", "1"], "cold_start_s"),
     ("bench/soak.py", ["--seconds", "20", "--clients", "2", "--sample-every", "1"], "poll_p99_ms"),
+    ("bench/fidelity.py", ["--rounds", "1", "--duration", "10", "--steps", "2"], "dcw_ratio"),
 ])
 def test_bench_prints_its_headline_last(script, args, headline, lm_checkpoint_dir):
     if script != "bench/gpu.py":  # gpu.py builds its own random-weight pipeline

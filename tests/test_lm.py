@@ -93,3 +93,25 @@ def test_a_checkpoint_without_audio_tokenizer_plans_metadata_only(lm_service):
     assert any("cannot take audio codes: thinking planned the metadata only" in w for w in response.warnings)
     assert response.metas.keyscale in VALID_KEYSCALES  # the plan still ran
     assert no_codes.models().models[0].supports_audio_codes is False
+
+
+def test_a_long_caption_wrapped_as_yaml_writes_it_arrives_whole(lm_service):
+    """The checkpoints were trained on PyYAML's plans, which wrap a long caption onto an indented line at width 80:
+    an LM that writes exactly that plan gets its whole caption through the constraint (before, the constraint
+    ended the caption at the first line break and forced the next field)."""
+    from dataclasses import replace
+
+    from inference.lm.prompts import format_cot
+    from tests.test_lm_switches import Scripted
+
+    lm = lm_service.planner.lm
+    caption = ("An energetic synth pop track with shimmering arpeggios and punchy gated drums and a bright soaring "
+               "chorus full of hope")
+    plan = format_cot({"bpm": 120, "caption": caption, "duration": 30, "keyscale": "F# minor", "language": "en",
+                       "timesignature": "4"})
+    assert "\n  " in plan and len(caption) > 110  # wrapped onto a continuation line, as upstream's YAML writes it
+    script = lm.tokenizer.encode(plan, add_special_tokens=False) + [lm.tokens.eos]
+    scripted = LmPlanner(replace(lm, model=Scripted(script, lm.vocab.size)), lm_service.planner.max_duration)
+    run = scripted.plan("x", "y", {}, Sampling(temperature=0.0, top_p=None), 1)
+    assert run.texts[0] == plan + "<|im_end|>"
+    assert run.output.caption == caption and run.output.repairs == []

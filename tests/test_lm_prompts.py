@@ -38,6 +38,14 @@ def test_unconditional_prompt():
     assert unconditional_codes_prompt("NO USER INPUT") == expected
     assert unconditional_codes_prompt("") == expected
     assert "user\nharsh noise<|im_end|>" in unconditional_codes_prompt("harsh noise")
+    assert unconditional_codes_prompt("  \n\t ") == expected  # whitespace is no user input, as upstream reads it
+    assert unconditional_codes_prompt(" NO USER INPUT ") == expected
+
+
+def test_whitespace_is_no_user_input_for_format_and_sample():
+    assert format_prompt(" \n ", "  ") == format_prompt("", "")
+    assert create_prompt("\t", False) == create_prompt("", False)
+    assert "user\nNO USER INPUT\n\ninstrumental: false" in create_prompt("   ", False)
 
 
 def test_format_and_create_prompts():

@@ -152,13 +152,20 @@ def test_free_codes_too_few_for_a_song_are_dropped(lm_service):
     assert "too few for a song: generated without them" in " ".join(response.warnings)
 
 
-def test_free_decoding_never_writes_a_code_past_the_codebook(lm_service):
-    lm = lm_service.planner.lm
-    past = lm.tokenizer.convert_tokens_to_ids("<|audio_code_64500|>")
-    assert past is not None and past < lm.vocab.size  # the tokenizer has it; the codebook does not
-    codes = with_lm(lm_service, [past] * 80 + [lm.tokens.eos]).planner.codes(
-        "x", "y", {"duration": 10}, 10.0, Sampling(constrained=False), "NO USER INPUT", 1)
-    assert "64500" not in codes.texts[0]
+def test_free_decoding_never_writes_a_code_past_the_codebook():
+    """The released tokenizers carry 65,535 code tokens for a 64,000-entry codebook: free decoding must not draw
+    the extra ones (a code no tokenizer of audio can decode, and no request may send back)."""
+    from inference.lm.constraints import FreeProgram, Vocabulary
+    from inference.lm.demo import build_lm_tokenizer
+    from inference.lm.tokens import resolve_tokens
+
+    tokenizer = build_lm_tokenizer(codes=8)
+    tokenizer.add_tokens(["<|audio_code_63999|>", "<|audio_code_64500|>"], special_tokens=True)
+    vocab = Vocabulary(tokenizer, resolve_tokens(tokenizer), len(tokenizer) + 4)
+    allowed = torch.isfinite(FreeProgram(vocab).mask(torch.zeros(vocab.size)))
+    ids = tokenizer.convert_tokens_to_ids(["<|audio_code_7|>", "<|audio_code_63999|>", "<|audio_code_64500|>"])
+    assert allowed[ids].tolist() == [True, True, False]
+    assert not allowed[len(tokenizer):].any()  # ids past the tokenizer: no text
 
 
 class FavouriteTokens(torch.nn.Module):
@@ -199,3 +206,15 @@ def test_the_repetition_penalty_reaches_the_lm_through_a_request(lm_service):
     penalised = lm_service.generate({**job, "lm_repetition_penalty": 2.0}, "job-penalty-on").audio_codes
     assert plain and penalised and plain != penalised
     assert lm_service.generate(job, "job-penalty-off-again").audio_codes == plain  # the seed still reproduces
+
+
+def test_a_source_audio_task_takes_its_length_from_the_source_not_the_lm(lm_service):
+    from tests.test_source_tasks import source_wav
+
+    source = {"task_type": "cover", "src_audio_base64": source_wav(11)}
+    plain = lm_service.generate({**SONG, **source}, "job-cover-no-lm")
+    assert plain.timings.lm_tokens == 0 and plain.audios[0].duration == 11.0  # no duration: no plan needed
+    assert not any("replaced" in w for w in plain.warnings)
+    thought = lm_service.generate({**SONG, **source, "thinking": True}, "job-cover-thinking")
+    assert thought.audio_codes is None and thought.audios[0].duration == 11.0
+    assert any("thinking writes no audio codes for a cover" in w for w in thought.warnings)

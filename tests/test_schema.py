@@ -183,8 +183,8 @@ def test_null_is_not_a_value_and_the_first_non_empty_container_is_read():
 
 
 def test_upstream_fields_this_worker_lacks_are_reported_as_such():
-    r = parse(useAdg=True, dcw_mode="high", metas={"lmBackend": "vllm", "lmRepetitionPenalty": 1.1})
-    assert r.warnings == ["not supported by this worker, ignored: dcw_mode, metas.lm_backend, use_adg"]
+    r = parse(useAdg=True, samplerMode="sde", metas={"lmBackend": "vllm", "lmRepetitionPenalty": 1.1})
+    assert r.warnings == ["not supported by this worker, ignored: metas.lm_backend, sampler_mode, use_adg"]
     assert r.lm_repetition_penalty == 1.1  # a field the worker has is read from the container, not reported
 
 

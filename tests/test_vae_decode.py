@@ -79,6 +79,17 @@ def test_levels_follow_the_pipeline():
         torch.testing.assert_close(out / out.abs().max(), audio / audio.abs().max())
 
 
+def test_a_near_silent_song_is_not_amplified():
+    """Upstream's normalize_audio returns a song whose peak is under 1e-6 unchanged (it would be lifted to -1 dBFS,
+    noise floor and all)."""
+    hush = torch.tensor([[[5e-7, -2e-7, 0.0]]])
+    silent = torch.zeros(1, 2, 4)
+    torch.testing.assert_close(normalise_levels(hush), hush, rtol=0, atol=0)
+    torch.testing.assert_close(normalise_levels(silent), silent, rtol=0, atol=0)
+    both = normalise_levels(torch.cat([hush, torch.tensor([[[0.5, -0.1, 0.0]]])]))
+    assert torch.equal(both[0], hush[0]) and float(both[1].abs().max()) == pytest.approx(10 ** (-1 / 20))
+
+
 def test_bad_chunk_plans_are_refused():
     with pytest.raises(ValueError, match="chunk_latents"):
         ChunkPlan(chunk_latents=0)

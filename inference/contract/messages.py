@@ -64,7 +64,9 @@ def describe_validation_error(err: ValidationError, model: type[BaseModel]) -> s
             limit = item.get("ctx", {}).get("max_length")
             parts.append(f"{name} must be at most {limit} characters (got {len(given)})")
         elif kind == "literal_error":
-            parts.append(f"{name} must be one of {item['ctx']['expected']} (got {clip(given)})")
+            expected = str(item["ctx"]["expected"])
+            choice = f"one of {expected}" if " or " in expected else expected  # a single value is named as it is
+            parts.append(f"{name} must be {choice} (got {clip(given)})")
         elif kind == "value_error":
             message = str(item.get("ctx", {}).get("error", item["msg"]))
             parts.append(message if name == "input" else f"{name} {message}")

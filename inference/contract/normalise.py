@@ -44,7 +44,7 @@ UNSUPPORTED = frozenset({
     "global_caption", "analysis_only", "full_analysis_only", "extract_codes_only", "infer_method",
     "use_adg", "guidance_variant", "guidance_params", "sampler_mode",
     "velocity_norm_threshold", "velocity_ema_factor", "eta", "momentum", "latent_shift", "latent_rescale",
-    "dcw_enabled", "dcw_mode", "dcw_scaler", "dcw_high_scaler", "dcw_wavelet", "use_tiled_decode",
+    "use_tiled_decode",
     "cover_noise_strength", "chunk_mask_mode", "repaint_latent_crossfade_frames", "repaint_wav_crossfade_sec",
     "repaint_mode", "repaint_strength", "lm_model_path", "lm_backend", "constrained_decoding_debug",
     "is_format_caption", "allow_lm_batch",

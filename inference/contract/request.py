@@ -202,10 +202,12 @@ class GenerateRequest(SongFields):
     reference_audio_url: str | None = Field(None, description="Reference audio by URL, as src_audio_url.")
     reference_audio_base64: str | None = Field(None, description="Timbre reference audio file as base64; or upload "
                                                                  "it as ref_audio / reference_audio.")
-    repainting_start: float = Field(0.0, ge=0.0, le=MAX_DURATION_S, json_schema_extra={"unit": "seconds"},
-                                    description="Start of the repainted span (task_type repaint).")
+    repainting_start: float = Field(0.0, ge=-MAX_DURATION_S, le=MAX_DURATION_S, json_schema_extra={"unit": "seconds"},
+                                    description="Start of the repainted span (task_type repaint); below 0 extends "
+                                                "the song at its front (outpainting).")
     repainting_end: float = Field(-1.0, ge=-1.0, le=MAX_DURATION_S, json_schema_extra={"unit": "seconds"},
-                                  description="End of the repainted span in seconds; -1 = the end.")
+                                  description="End of the repainted span in seconds; -1 = the end; past the "
+                                              "source's end extends the song (outpainting).")
     instruction: str | None = Field(None, max_length=MAX_INSTRUCTION_CHARS,
                                     description="The DiT's task instruction; unset = the task's own (the pipeline's "
                                                 "templates, with track_name / track_classes).")
@@ -213,14 +215,24 @@ class GenerateRequest(SongFields):
     track_classes: list[str] | None = Field(None, max_length=len(TRACK_NAMES),
                                             description="The stems complete adds (alias: instruments); a string is "
                                                         "one stem.")
-    cfg_interval_start: float = Field(0.0, ge=0.0, le=1.0, description="Where in the schedule guidance starts "
-                                                                       "(base models).")
-    cfg_interval_end: float = Field(1.0, ge=0.0, le=1.0, description="Where in the schedule guidance ends.")
+    cfg_interval_start: float = Field(0.0, ge=0.0, le=1.0, description="Guidance applies while the timestep t "
+                                                                       "(1 at the first step, towards 0) is at "
+                                                                       "least this, as upstream (base models).")
+    cfg_interval_end: float = Field(1.0, ge=0.0, le=1.0, description="Guidance applies while t is at most this "
+                                                                     "(see cfg_interval_start).")
     timesteps: list[float] | None = Field(None, description="A custom schedule in [0, 1], from high to low (a list "
                                                             "or \"0.97,0.76,...\"); overrides inference_steps and "
                                                             "shift.")
     audio_cover_strength: float = Field(1.0, ge=0.0, le=1.0, description="How closely a cover follows its source "
                                                                          "(aliases: cover_strength).")
+    dcw_enabled: bool | None = Field(None, description="Upstream's wavelet correction of every sampler step; unset = "
+                                                       "on for turbo models, off for base/sft, as upstream.")
+    dcw_mode: Literal["low", "high", "double", "pix"] = Field(
+        "double", description="Which band DCW corrects: low, high, double (both) or pix (no wavelet).")
+    dcw_scaler: float = Field(0.05, ge=0.0, le=1.0, description="DCW's strength in the low band (or the only one).")
+    dcw_high_scaler: float = Field(0.02, ge=0.0, le=1.0, description="DCW's strength in the high band (double).")
+    dcw_wavelet: Literal["haar"] = Field("haar", description="DCW's wavelet: haar, upstream's default, is the one "
+                                                             "this worker has.")
     audio_format: Literal["mp3", "wav", "wav32", "flac", "ogg", "opus"] = Field(
         "mp3", description="mp3, wav (16-bit), wav32 (32-bit float), flac, ogg (Vorbis) or opus.")
     mp3_bitrate: int = Field(192, ge=32, le=320, json_schema_extra={"unit": "kbps"},

@@ -3,13 +3,16 @@
 A plan is a program of steps over token ids: fixed strings are forced token by token, a field's value is
 either forced (the caller's own value: it always wins) or chosen from a prefix tree of every valid value
 (bpm 30-300, duration 10 to the tier's maximum, the 70 keys, time signatures 2/3/4/6, the language codes),
-free text (caption, genres) ends at a newline and may not contain code tokens, backticks or special tokens,
-then ``</think>``, then either the end of the turn (a plan) or free text with code tokens masked (format and
-sample). What stays unconstrained: the words of the caption, genres and lyrics.
+free text (caption, genres) ends at a newline that the next field's name follows, may wrap onto indented
+continuation lines (as PyYAML writes a long value at width 80, and the LM was trained on), and may not contain
+code tokens, backticks or special tokens, then ``</think>``, then either the end of the turn (a plan) or free
+text with code tokens masked (format and sample). What stays unconstrained: the words of the caption, genres
+and lyrics.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +23,7 @@ from inference.contract import VALID_KEYSCALES, VALID_LANGUAGES, VALID_TIME_SIGN
 
 END = -1
 CAPTION_MAX_TOKENS = 512
+_NEWLINE_INDENT = re.compile(r"\n[ \t]+")
 PLAN_FIELDS = ("bpm", "caption", "duration", "keyscale", "language", "timesignature")
 DESCRIBE_FIELDS = ("bpm", "caption", "duration", "genres", "keyscale", "language", "timesignature")
 
@@ -33,16 +37,22 @@ class Vocabulary:
         self.size = size
         names = tokenizer.convert_ids_to_tokens(list(range(min(size, len(tokenizer)))))
         self.ends_line = torch.zeros(size, dtype=torch.bool)
+        self.starts_blank = torch.zeros(size, dtype=torch.bool)  # a space or tab first: an indented continuation
+        self.newline_indent = torch.zeros(size, dtype=torch.bool)  # a newline and indentation in one token
         blocked = torch.ones(size, dtype=torch.bool)  # ids past the tokenizer (padded embeddings) never
         for i, name in enumerate(names):
             text = name or ""
             newline = text.replace("Ċ", "\n")
+            spaced = newline.replace("Ġ", " ").replace("ĉ", "\t")
             self.ends_line[i] = newline.endswith("\n") and "\n" not in newline[:-1]
+            self.starts_blank[i] = spaced[:1] in (" ", "\t") and "\n" not in spaced
+            self.newline_indent[i] = bool(_NEWLINE_INDENT.fullmatch(spaced))
             blocked[i] = ("`" in text) or ("\n" in newline[:-1])
         for i in tokens.specials:
             if i < size:
                 blocked[i] = True
         self.free_text_blocked = blocked
+        self.wrapped_text_blocked = blocked & ~self.newline_indent  # a wrapping value may break its line
         self.tail_blocked = torch.ones(size, dtype=torch.bool)  # lyrics: no codes, no special tokens but the end
         self.tail_blocked[: len(names)] = False
         for i in tokens.specials:
@@ -95,6 +105,7 @@ class Program:
         self.offset = 0  # within a fixed step
         self.node: dict | None = None  # within a choice
         self.free_tokens = 0
+        self.after_newline = False  # a wrapping value's line just ended: a continuation or the next field
         self.max_tail_tokens = max_tail_tokens
         self._enter()
 
@@ -127,7 +138,7 @@ class Program:
         return self.steps[self.index]
 
     def _enter(self) -> None:
-        self.offset, self.free_tokens = 0, 0
+        self.offset, self.free_tokens, self.after_newline = 0, 0, False
         while not self.done and self.step.kind == "fixed" and not self.step.ids:
             self.index += 1
         if not self.done and self.step.kind == "choice":
@@ -136,6 +147,10 @@ class Program:
     def _next(self) -> None:
         self.index += 1
         self._enter()
+
+    def _following_id(self) -> int:
+        """The first token of the step after a free value (always a fixed one: the next field's name)."""
+        return self.steps[self.index + 1].ids[0]
 
     def mask(self, logits: torch.Tensor) -> torch.Tensor:
         """Logits with everything this step does not allow at -inf."""
@@ -147,9 +162,18 @@ class Program:
         if step.kind == "choice":
             return _only(logits, [t for t in self.node if t != END])
         if step.kind == "free":
+            following = self._following_id()
+            if self.after_newline:  # an indented continuation line, or the next field's name
+                if self.free_tokens >= CAPTION_MAX_TOKENS:
+                    return _only(logits, [following])
+                continuation = self.vocab.starts_blank[: logits.shape[-1]] & \
+                    ~self.vocab.free_text_blocked[: logits.shape[-1]]
+                keep = continuation.clone()
+                keep[following] = True
+                return logits.masked_fill(~keep, float("-inf"))
             if self.free_tokens >= CAPTION_MAX_TOKENS:
                 return _only(logits, self.vocab.encode("\n")[:1])
-            return logits.masked_fill(self.vocab.free_text_blocked[: logits.shape[-1]], float("-inf"))
+            return logits.masked_fill(self.vocab.wrapped_text_blocked[: logits.shape[-1]], float("-inf"))
         if step.kind == "tail":
             if self.free_tokens >= self.max_tail_tokens:
                 return _only(logits, [self.vocab.tokens.eos])
@@ -169,9 +193,12 @@ class Program:
             if END in self.node and len(self.node) == 1:
                 self._next()
         elif step.kind == "free":
-            self.free_tokens += 1
-            if bool(self.vocab.ends_line[token]):
+            if self.after_newline and token == self._following_id():  # the value ended; the next field began
                 self._next()
+                self.advance(token)
+                return
+            self.free_tokens += 1
+            self.after_newline = bool(self.vocab.ends_line[token])
         elif step.kind == "tail":
             self.free_tokens += 1
             if token == self.vocab.tokens.eos:

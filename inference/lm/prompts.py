@@ -18,6 +18,11 @@ INSTRUMENTAL = "[Instrumental]"
 COT_FIELDS = ("bpm", "caption", "duration", "keyscale", "language", "timesignature")
 
 
+def has_meaning(text: str | None) -> bool:
+    """Upstream's rule: empty, whitespace only or the sentinel itself is "no user input"."""
+    return bool(text and text.strip() and text.strip() != NO_USER_INPUT)
+
+
 def chat(instruction: str, user: str) -> str:
     return (f"<|im_start|>system\n# Instruction\n{instruction}\n\n<|im_end|>\n"
             f"<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n")
@@ -52,15 +57,17 @@ def codes_prompt(caption: str, lyrics: str, metas: dict[str, Any]) -> str:
 
 def unconditional_codes_prompt(negative_prompt: str) -> str:
     """The CFG counterpart of phase 2: the negative prompt (or NO USER INPUT) and an empty plan."""
-    user = negative_prompt if negative_prompt and negative_prompt != NO_USER_INPUT else NO_USER_INPUT
+    user = negative_prompt if has_meaning(negative_prompt) else NO_USER_INPUT
     return chat(INSTRUCTION, user) + "<think>\n\n</think>\n\n"
 
 
 def format_prompt(caption: str, lyrics: str) -> str:
     """``format_input``: rewrite caption and lyrics (no trailing newline in the user message)."""
-    return chat(REWRITE_INSTRUCTION, f"# Caption\n{caption or NO_USER_INPUT}\n\n# Lyric\n{lyrics or INSTRUMENTAL}")
+    return chat(REWRITE_INSTRUCTION, f"# Caption\n{caption if has_meaning(caption) else NO_USER_INPUT}\n\n"
+                                     f"# Lyric\n{lyrics if lyrics.strip() else INSTRUMENTAL}")
 
 
 def create_prompt(query: str, instrumental: bool) -> str:
     """``sample_query``: write a song (caption, lyrics, metas) from a description."""
-    return chat(INSPIRED_INSTRUCTION, f"{query or NO_USER_INPUT}\n\ninstrumental: {'true' if instrumental else 'false'}")
+    return chat(INSPIRED_INSTRUCTION, f"{query if has_meaning(query) else NO_USER_INPUT}\n\n"
+                                      f"instrumental: {'true' if instrumental else 'false'}")

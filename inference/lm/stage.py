@@ -2,7 +2,9 @@
 
 Order: ``sample_query`` writes caption, lyrics and metas from a description; ``use_format`` rewrites the
 caption and lyrics; then the plan (phase 1) fills the metas still missing, when ``thinking`` is on or no
-duration was given; then, with ``thinking``, the audio codes (phase 2). For every value an explicit user
+duration was given (a source-audio task is as long as its source: that needs no plan); then, with
+``thinking``, the audio codes (phase 2; none for a source-audio task, which its source conditions, as upstream
+runs no LM for those). For every value an explicit user
 value wins, then the LM's, then the default - including the vocal language, which upstream never passes on.
 The LM's rewritten caption reaches the DiT when ``thinking``, ``use_format`` or ``sample_query`` asked for it;
 with ``thinking`` alone phase 2 sees the caller's own caption, as the checkpoints were trained; after
@@ -15,7 +17,7 @@ import random
 from dataclasses import dataclass, field
 
 from inference.contract.audio_codes import CODES_PER_SECOND, NO_AUDIO_TOKENIZER, code_tokens
-from inference.contract.vocabulary import MIN_DURATION_S
+from inference.contract.vocabulary import MIN_DURATION_S, SOURCE_AUDIO_TASKS
 from inference.errors import UnsupportedError
 from inference.lm.planner import LmPlanner
 from inference.lm.sampling import Sampling
@@ -95,8 +97,10 @@ def prepare(planner: LmPlanner | None, request: GenerateRequest, supports_codes:
         take(run)
         caption = dit_caption = run.output.caption or caption
         lyrics = dit_lyrics = run.output.lyrics or lyrics
-    wanted = ("bpm", "keyscale", "timesignature", "duration")
-    if (request.thinking or request.audio_duration is None) and not all(k in user or k in lm for k in wanted):
+    from_source = request.task_type in SOURCE_AUDIO_TASKS and not given_codes  # as long as its source: no plan
+    wanted = ("bpm", "keyscale", "timesignature") + (() if from_source else ("duration",))
+    needs_length = request.audio_duration is None and not from_source
+    if (request.thinking or needs_length) and not all(k in user or k in lm for k in wanted):
         run = planner.plan(caption, lyrics, {**{k: v for k, v in lm.items() if k != "caption"}, **user}, sampling,
                            seed, skip)
         take(run)
@@ -110,10 +114,14 @@ def prepare(planner: LmPlanner | None, request: GenerateRequest, supports_codes:
     final = {k: user.get(k, lm.get(k)) for k in ("bpm", "keyscale", "timesignature", "duration", "language")}
     duration = float(final["duration"] or DEFAULT_DURATION_S)
     update = {"prompt": dit_caption, "lyrics": dit_lyrics, "bpm": final["bpm"], "key_scale": final["keyscale"] or "",
-              "time_signature": final["timesignature"] or "", "audio_duration": duration,
+              "time_signature": final["timesignature"] or "",
+              "audio_duration": request.audio_duration if from_source else duration,
               "vocal_language": final["language"] or request.vocal_language}
     codes = given_codes
-    if request.thinking and not given_codes:
+    if request.thinking and from_source:
+        warnings.append(f"thinking writes no audio codes for a {request.task_type}: its source audio conditions "
+                        f"the song (the plan filled the metadata only)")
+    elif request.thinking and not given_codes:
         if supports_codes:
             cot = {**{k: v for k, v in final.items() if v is not None}, "duration": int(duration)}
             if lm.get("caption"):

@@ -1,0 +1,61 @@
+"""What upstream's per-step corrections cost: the same request rendered with DCW and without, side by side.
+
+Both run in this process on the same loaded weights and the same request (60 s, batch 1, 8 steps), interleaved
+round by round so machine noise hits both alike. Reported: the median of each, DCW's cost per sampler step in
+milliseconds, and, as the headline, the ratio of the medians (DCW on / off).
+
+    python bench/fidelity.py [--rounds 5] [--duration 60] [--steps 8] [--checkpoint-dir DIR]
+
+Without --checkpoint-dir (or ACESTEP_CHECKPOINT_DIR) a tiny random-weight checkpoint is made in a temporary
+folder; there the DiT is so small that DCW's share is far larger than on a real model. The last line is the
+headline: ``dcw_ratio <median with DCW / median without>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--checkpoint-dir", type=Path, default=os.environ.get("ACESTEP_CHECKPOINT_DIR"))
+    args = parser.parse_args()
+
+    from bench.tiny import checkpoint_root
+    from inference import run
+    from inference.contract import parse_generate_request
+    from inference.load import load_pipeline
+    from inference.settings import Settings
+
+    loaded = load_pipeline(Settings(ACESTEP_CHECKPOINT_DIR=checkpoint_root(args.checkpoint_dir), ACESTEP_WARMUP=False))
+    base = {"prompt": "bench", "lyrics": "[inst]", "audio_duration": args.duration, "batch_size": 1, "seed": 1,
+            "inference_steps": args.steps, "use_random_seed": False}
+    variants = {"off": {**base, "dcw_enabled": False}, "dcw": {**base, "dcw_enabled": True}}
+    requests = {name: parse_generate_request(job, loaded.limits) for name, job in variants.items()}
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    run.generate(loaded, [requests["off"]])  # warm-up
+    for _ in range(args.rounds):
+        for name, request in requests.items():
+            started = time.perf_counter()
+            run.generate(loaded, [request])
+            times[name].append(time.perf_counter() - started)
+    off, dcw = statistics.median(times["off"]), statistics.median(times["dcw"])
+    print(f"device {loaded.device}, {args.duration:g} s, {args.steps} steps, {args.rounds} rounds")
+    print(f"median without DCW {off * 1000:.1f} ms, with DCW {dcw * 1000:.1f} ms")
+    print(f"dcw_ms_per_step {(dcw - off) * 1000 / args.steps:.2f}")
+    print(f"dcw_ratio {dcw / off:.3f}")
+
+
+if __name__ == "__main__":
+    main()
