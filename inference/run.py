@@ -23,10 +23,11 @@ from inference.hardware import free_accelerator_memory
 from inference.load import LoadedPipeline
 from inference.contract import DEFAULT_DURATION_S, GenerateRequest, Metas
 from inference.dcw import DcwSettings
-from inference.sampler_steps import corrected_steps
+from inference.repaint import RepaintSteps, repaint_mode, splice
+from inference.sampler_steps import Dcw, corrected_steps
 from inference.seeds import generators_for, resolve_seeds
 from inference.source_task import audio_inputs_seed, duration_warning, pad_source, seeded_global_rng, source_layout
-from inference.vae_decode import decode_latents, normalise_levels
+from inference.vae_decode import anti_clip, decode_latents, normalise_levels, to_target_peak
 
 # progress(fraction 0..1, stage): the DiT's steps take the job to 0.9, the VAE decode and delivery the rest
 ProgressFn = Callable[[float, str], None]
@@ -100,7 +101,8 @@ def batch_key(request: GenerateRequest) -> tuple:
             request.repainting_start, request.repainting_end, request.audio_cover_strength, request.instruction,
             request.track_name, tuple(request.track_classes or ()), request.cfg_interval_start,
             request.cfg_interval_end, tuple(request.timesteps or ()), request.dcw_enabled, request.dcw_mode,
-            request.dcw_scaler, request.dcw_high_scaler)
+            request.dcw_scaler, request.dcw_high_scaler, request.repaint_mode, request.repaint_strength,
+            request.repaint_latent_crossfade_frames, request.repaint_wav_crossfade_sec)
 
 
 def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
@@ -148,8 +150,13 @@ def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
     started = time.perf_counter()
     audio = None
     rng = seeded_global_rng(loaded.device, audio_inputs_seed(first)) if audio_inputs else contextlib.nullcontext()
+    mode = repaint_mode(first) if layout is not None else None
+    repaint = RepaintSteps(mode, loaded.is_turbo) if mode else None
+    dcw = dcw_for(loaded, first)
+    corrections = [c for c in (Dcw(dcw) if dcw and dcw.active else None, repaint) if c is not None]
     try:
-        with torch.inference_mode(), rng, corrected_steps(loaded.pipe.scheduler, dcw_for(loaded, first)):
+        with torch.inference_mode(), rng, corrected_steps(loaded.pipe.scheduler, corrections), \
+                (repaint.observe(loaded.pipe) if repaint else contextlib.nullcontext()):
             output = loaded.pipe(
                 prompt=prompts, lyrics=lyrics, vocal_language=languages, audio_duration=duration,
                 num_inference_steps=steps, guidance_scale=1.0 if loaded.is_turbo else first.guidance_scale,
@@ -167,7 +174,12 @@ def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
                 callback_on_step_end=on_step_end, output_type="latent")
             if progress is not None:
                 progress(DIT_SHARE, "decoding")
-            audio = normalise_levels(decode_latents(loaded.pipe.vae, output.audios, loaded.vae_plan))
+            audio = decode_latents(loaded.pipe.vae, output.audios, loaded.vae_plan)
+            if mode is not None and mode.splice:  # between upstream's two level steps
+                audio = to_target_peak(splice(anti_clip(audio), source, *repaint_span, loaded.sample_rate,
+                                              mode.wav_crossfade_s))
+            else:
+                audio = normalise_levels(audio)
             audio = audio.cpu().numpy()
     except RuntimeError as err:  # torch.OutOfMemoryError is one
         if not out_of_memory(err):

@@ -1,33 +1,73 @@
 """Upstream's corrections of each sampler step, added to diffusers' pipeline without forking it: for one pipeline
-call, the scheduler's ``step`` is wrapped so that what it returns is corrected before the pipeline goes on
-(DCW, ``inference.dcw``). The wrapper sees what the pipeline's step callback does not: the velocity and the
-latent before the step, so the model's clean prediction ``x_before - v * t`` is exact, as upstream computes it.
+call, the scheduler's ``step`` is wrapped so that what it returns is corrected before the pipeline goes on, in
+upstream's order: DCW (``inference.dcw``), then the repaint's source injection and, after the last step, its
+crossfade (``inference.repaint``). The wrapper sees what the pipeline's step callback does not: the velocity
+and the latent before the step, so the model's clean prediction ``x_before - v * t`` is exact, as upstream
+computes it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
 
 from inference.dcw import DcwSettings, dcw_correct
 
 
+@dataclass(frozen=True)
+class Step:
+    """One sampler step as the corrections see it."""
+
+    before: torch.Tensor  # the latent the model was evaluated at
+    velocity: torch.Tensor
+    t: float  # the timestep it was evaluated at (1 down to 0)
+    t_next: float  # the timestep the step went to (0 at the last)
+    index: int
+    count: int
+
+    @property
+    def last(self) -> bool:
+        return self.index == self.count - 1
+
+
+class StepCorrection(Protocol):
+    def __call__(self, latent: torch.Tensor, step: Step) -> torch.Tensor: ...
+
+
+class Dcw:
+    def __init__(self, settings: DcwSettings):
+        self.settings = settings
+
+    def __call__(self, latent: torch.Tensor, step: Step) -> torch.Tensor:
+        return dcw_correct(latent, step.before - step.velocity * step.t, step.t, self.settings)
+
+
 @contextmanager
-def corrected_steps(scheduler, dcw: DcwSettings | None) -> Iterator[None]:
-    """Within the block, every ``scheduler.step`` is followed by DCW when ``dcw`` is active."""
-    if dcw is None or not dcw.active:
+def corrected_steps(scheduler, corrections: list[StepCorrection]) -> Iterator[None]:
+    """Within the block, every ``scheduler.step`` is followed by ``corrections``, in order."""
+    if not corrections:
         yield
         return
     original = scheduler.step
+    calls = 0
 
     def step(model_output, timestep, sample, *args, **kwargs):
+        nonlocal calls
         result = original(model_output, timestep, sample, *args, **kwargs)
         after = result[0] if isinstance(result, tuple) else result.prev_sample
-        t = float(timestep)
-        corrected = dcw_correct(after, sample - model_output * t, t, dcw)
+        sigmas = scheduler.sigmas
+        t_next = float(sigmas[calls + 1]) if calls + 1 < len(sigmas) else 0.0
+        seen = Step(sample, model_output, float(timestep), t_next, calls, len(scheduler.timesteps))
+        calls += 1
+        for correct in corrections:
+            after = correct(after, seen)
         if isinstance(result, tuple):
-            return (corrected, *result[1:])
-        result.prev_sample = corrected
+            return (after, *result[1:])
+        result.prev_sample = after
         return result
 
     scheduler.step = step  # this instance only, for this call (one call at a time runs on a pipeline)

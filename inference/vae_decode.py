@@ -78,10 +78,19 @@ def decode_latents(vae, latents: torch.Tensor, plan: ChunkPlan = ChunkPlan()) ->
 
 
 def normalise_levels(audio: torch.Tensor) -> torch.Tensor:
-    """Upstream's two-stage levels: anti-clip (divide by a peak above 1), then peak to -1 dBFS per song, except
-    a near-silent song (peak below ``SILENT_PEAK``, about -120 dBFS), which is left as it is."""
-    peak = audio.abs().amax(dim=[1, 2], keepdim=True)
-    audio = audio / peak.clamp(min=1.0)
+    """Upstream's two-stage levels: ``anti_clip``, then ``to_target_peak`` (a repaint splices its source back in
+    between the two)."""
+    return to_target_peak(anti_clip(audio))
+
+
+def anti_clip(audio: torch.Tensor) -> torch.Tensor:
+    """A song [batch, channels, samples] whose peak is above 1 divided by that peak (upstream's decode step)."""
+    return audio / audio.abs().amax(dim=[1, 2], keepdim=True).clamp(min=1.0)
+
+
+def to_target_peak(audio: torch.Tensor) -> torch.Tensor:
+    """Each song's peak to -1 dBFS, except a near-silent song (peak below ``SILENT_PEAK``, about -120 dBFS),
+    which is left as it is (upstream's ``normalize_audio``)."""
     peak = audio.abs().amax(dim=[1, 2], keepdim=True)
     gain = torch.where(peak < SILENT_PEAK, torch.ones_like(peak), TARGET_PEAK / peak.clamp(min=SILENT_PEAK))
     return audio * gain

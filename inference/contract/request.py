@@ -225,6 +225,18 @@ class GenerateRequest(SongFields):
                                                             "shift.")
     audio_cover_strength: float = Field(1.0, ge=0.0, le=1.0, description="How closely a cover follows its source "
                                                                          "(aliases: cover_strength).")
+    repaint_mode: Literal["conservative", "balanced", "aggressive"] = Field(
+        "balanced", description="How much of the source a repaint keeps outside its span: conservative (all of "
+                                "it), balanced (by repaint_strength) or aggressive (only what the model keeps).")
+    repaint_strength: float = Field(0.5, ge=0.0, le=1.0, description="Balanced repaint: 0 keeps the source like "
+                                                                     "conservative, 1 like aggressive but spliced.")
+    repaint_latent_crossfade_frames: int | None = Field(
+        None, ge=0, le=250, description="Latent frames (25 a second) of crossfade at the span's edges; unset = the "
+                                        "mode's (upstream accepts this and ignores it).")
+    repaint_wav_crossfade_sec: float | None = Field(
+        None, ge=0.0, le=10.0, json_schema_extra={"unit": "seconds"},
+        description="Crossfade of the source spliced back after decoding; unset = the mode's (upstream accepts "
+                    "this and ignores it).")
     dcw_enabled: bool | None = Field(None, description="Upstream's wavelet correction of every sampler step; unset = "
                                                        "on for turbo models, off for base/sft, as upstream.")
     dcw_mode: Literal["low", "high", "double", "pix"] = Field(

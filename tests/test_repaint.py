@@ -1,0 +1,77 @@
+"""Upstream's repaint modes on the tiny checkpoint, against references computed from upstream's published rules:
+outside the span and its crossfade a balanced or conservative repaint returns the source itself (up to the one
+gain of the level step), an aggressive one does not, and balanced at strength 0 is conservative exactly."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from inference import run
+from inference.contract import parse_generate_request
+from inference.repaint import ramp, soft_mask, splice
+from tests.test_source_tasks import REPAINT, RATE, SOURCE
+
+SPAN = (2.0, 6.0)
+
+
+def repaint(loaded, **fields) -> np.ndarray:
+    job = {**REPAINT, "repainting_start": SPAN[0], "repainting_end": SPAN[1], **fields}
+    [generation] = run.generate(loaded, [parse_generate_request(job, loaded.limits)])
+    return generation.songs[0].samples
+
+
+def source() -> np.ndarray:
+    """The source as the worker reads it: the 16-bit file decoded, [channels, samples]."""
+    return sf.read(io.BytesIO(base64.b64decode(SOURCE)), dtype="float32", always_2d=True)[0].T
+
+
+def kept(song: np.ndarray, crossfade_s: float) -> np.ndarray:
+    """Where upstream's splice weight is 0: before the span's left ramp and after its right ramp."""
+    n = int(crossfade_s * RATE)
+    where = np.ones(song.shape[-1], dtype=bool)
+    where[int(SPAN[0] * RATE) - n:int(SPAN[1] * RATE) + n] = False
+    return where
+
+
+def is_gained_source(song: np.ndarray, where: np.ndarray) -> bool:
+    src = np.clip(source()[:, : song.shape[-1]], -1, 1)[:, where]
+    gain = float((song[:, where] * src).sum() / (src * src).sum())  # the level step's one gain per song
+    return gain > 0 and np.allclose(song[:, where], gain * src, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("fields, crossfade_s", [({}, 0.025), ({"repaint_mode": "conservative"}, 0.05),
+                                                 ({"repaint_strength": 0.8}, 0.05 * 0.2),
+                                                 ({"repaint_wav_crossfade_sec": 0.1}, 0.1)])
+def test_outside_its_span_a_spliced_repaint_is_the_source(loaded, fields, crossfade_s):
+    song = repaint(loaded, **fields)
+    assert is_gained_source(song, kept(song, crossfade_s))
+    inside = np.zeros(song.shape[-1], dtype=bool)
+    inside[int(SPAN[0] * RATE):int(SPAN[1] * RATE)] = True
+    assert not is_gained_source(song, inside)  # the span itself is new
+
+
+def test_an_aggressive_repaint_keeps_only_what_the_model_keeps(loaded):
+    song = repaint(loaded, repaint_mode="aggressive")
+    assert not is_gained_source(song, kept(song, 0.05))
+
+
+def test_balanced_at_strength_zero_is_conservative_and_modes_differ(loaded):
+    conservative = repaint(loaded, repaint_mode="conservative")
+    assert np.array_equal(repaint(loaded, repaint_strength=0.0), conservative)
+    assert not np.array_equal(repaint(loaded), conservative)
+
+
+def test_the_crossfade_ramps_are_upstreams():
+    assert ramp(3, True).tolist() == pytest.approx([0.25, 0.5, 0.75])  # linspace(0, 1, n + 2)[1:-1]
+    inside = torch.zeros(12, dtype=torch.bool)
+    inside[5:8] = True
+    assert soft_mask(inside, 2).tolist() == pytest.approx([0, 0, 0, 1 / 3, 2 / 3, 1, 1, 1, 2 / 3, 1 / 3, 0, 0])
+    generated, src = torch.ones(1, 1, 10), torch.zeros(1, 10)
+    spliced = splice(generated, src, 4 / 10, 6 / 10, 10, 2 / 10)  # 10 "samples a second": span 4-6, ramps of 2
+    assert spliced[0, 0].tolist() == pytest.approx([0, 0, 1 / 3, 2 / 3, 1, 1, 2 / 3, 1 / 3, 0, 0])
