@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from inference.contract import GenerateRequest
+from inference.patching import replaced
 from inference.sampler_steps import Step
 
 FULL_CROSSFADE_FRAMES, FULL_CROSSFADE_S = 25, 0.05
@@ -125,12 +126,8 @@ class RepaintSteps:
             self.inside = mask[0, :, 0] > 0.5
             return mask
 
-        pipe.prepare_src_latents, pipe.prepare_latents, pipe._build_chunk_mask = source, noise, span
-        try:
+        with replaced(pipe, prepare_src_latents=source, prepare_latents=noise, _build_chunk_mask=span):
             yield
-        finally:
-            for name in originals:
-                delattr(pipe, name)
 
 
 def splice(generated: torch.Tensor, source: torch.Tensor, start_s: float, end_s: float, sample_rate: int,

@@ -22,6 +22,7 @@ from inference.accelerator_faults import out_of_memory
 from inference.hardware import free_accelerator_memory
 from inference.load import LoadedPipeline
 from inference.contract import DEFAULT_DURATION_S, GenerateRequest, Metas
+from inference.cover import CoverSwitch
 from inference.dcw import DcwSettings
 from inference.repaint import RepaintSteps, repaint_mode, splice
 from inference.sampler_steps import Dcw, corrected_steps
@@ -154,9 +155,12 @@ def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
     repaint = RepaintSteps(mode, loaded.is_turbo) if mode else None
     dcw = dcw_for(loaded, first)
     corrections = [c for c in (Dcw(dcw) if dcw and dcw.active else None, repaint) if c is not None]
+    covering = first.task_type == "cover" or song_codes is not None
+    cover = CoverSwitch(first.audio_cover_strength) if covering and first.audio_cover_strength < 1.0 else None
     try:
         with torch.inference_mode(), rng, corrected_steps(loaded.pipe.scheduler, corrections), \
-                (repaint.observe(loaded.pipe) if repaint else contextlib.nullcontext()):
+                (repaint.observe(loaded.pipe) if repaint else contextlib.nullcontext()), \
+                (cover.observe(loaded.pipe) if cover else contextlib.nullcontext()):
             output = loaded.pipe(
                 prompt=prompts, lyrics=lyrics, vocal_language=languages, audio_duration=duration,
                 num_inference_steps=steps, guidance_scale=1.0 if loaded.is_turbo else first.guidance_scale,
@@ -165,7 +169,7 @@ def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
                 task_type=first.task_type,
                 src_audio=source, reference_audio=audio_inputs.get("reference_audio_base64"),
                 repainting_start=repaint_span[0], repainting_end=repaint_span[1],
-                audio_cover_strength=first.audio_cover_strength,
+                audio_cover_strength=1.0 if cover else first.audio_cover_strength,
                 audio_codes=song_codes, instruction=first.instruction, track_name=first.track_name,
                 complete_track_classes=first.track_classes,
                 # upstream guides while start <= t <= end; the pipeline compares against 1 - t

@@ -16,6 +16,7 @@ from typing import Protocol
 import torch
 
 from inference.dcw import DcwSettings, dcw_correct
+from inference.patching import replaced
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,5 @@ def corrected_steps(scheduler, corrections: list[StepCorrection]) -> Iterator[No
         result.prev_sample = after
         return result
 
-    scheduler.step = step  # this instance only, for this call (one call at a time runs on a pipeline)
-    try:
+    with replaced(scheduler, step=step):  # this instance, for this call (one call at a time runs on a pipeline)
         yield
-    finally:
-        del scheduler.step

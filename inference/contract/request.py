@@ -223,8 +223,9 @@ class GenerateRequest(SongFields):
     timesteps: list[float] | None = Field(None, description="A custom schedule in [0, 1], from high to low (a list "
                                                             "or \"0.97,0.76,...\"); overrides inference_steps and "
                                                             "shift.")
-    audio_cover_strength: float = Field(1.0, ge=0.0, le=1.0, description="How closely a cover follows its source "
-                                                                         "(aliases: cover_strength).")
+    audio_cover_strength: float = Field(1.0, ge=0.0, le=1.0, description="The share of a cover's steps that follow "
+                                                                         "its source; the rest follow the caption "
+                                                                         "alone, as upstream (alias: cover_strength).")
     repaint_mode: Literal["conservative", "balanced", "aggressive"] = Field(
         "balanced", description="How much of the source a repaint keeps outside its span: conservative (all of "
                                 "it), balanced (by repaint_strength) or aggressive (only what the model keeps).")
