@@ -53,7 +53,9 @@ class CoverSwitch:
 
         def denoise(*args, **kwargs):
             switch_at = int(len(pipe.scheduler.timesteps) * self.strength)
-            if self.calls >= switch_at and self.text2music is not None:
+            if self.calls >= switch_at:
+                if self.text2music is None:  # the pipeline changed under us: say so rather than cover at full strength
+                    raise RuntimeError("the cover could not observe the pipeline's prompt to switch its condition")
                 kwargs = self._switched(pipe, kwargs)
             self.calls += 1
             return transformer(*args, **kwargs)

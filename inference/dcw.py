@@ -49,4 +49,5 @@ def dcw_correct(x: torch.Tensor, denoised: torch.Tensor, t: float, dcw: DcwSetti
     even, odd = d[:, 0::2], d[:, 1::2]
     shared, split = low * (even + odd) / 2, high * (even - odd) / 2
     correction = torch.stack([shared + split, shared - split], dim=2).flatten(1, 2)[:, :frames]
-    return (x.float() + correction).to(x.dtype)
+    out = x.float() + correction
+    return (out.clamp(-65000.0, 65000.0) if x.dtype == torch.float16 else out).to(x.dtype)  # upstream's fp16 guard

@@ -21,13 +21,21 @@ from inference.errors import GenerationError
 from inference.accelerator_faults import out_of_memory
 from inference.hardware import free_accelerator_memory
 from inference.load import LoadedPipeline
-from inference.contract import DEFAULT_DURATION_S, GenerateRequest, Metas
+from inference.contract import DEFAULT_DURATION_S, SOURCE_AUDIO_TASKS, GenerateRequest, Metas
 from inference.cover import CoverSwitch
 from inference.dcw import DcwSettings
+from inference.pipeline_fixes import whole_frames
 from inference.repaint import RepaintSteps, repaint_mode, splice
 from inference.sampler_steps import Dcw, corrected_steps
 from inference.seeds import generators_for, resolve_seeds
-from inference.source_task import audio_inputs_seed, duration_warning, pad_source, seeded_global_rng, source_layout
+from inference.source_task import (
+    SPANNED_TASKS,
+    audio_inputs_seed,
+    duration_warning,
+    pad_source,
+    seeded_global_rng,
+    source_layout,
+)
 from inference.vae_decode import anti_clip, decode_latents, normalise_levels, to_target_peak
 
 # progress(fraction 0..1, stage): the DiT's steps take the job to 0.9, the VAE decode and delivery the rest
@@ -95,7 +103,9 @@ def planned_duration(loaded: LoadedPipeline, request: GenerateRequest, source_s:
 
 def batch_key(request: GenerateRequest) -> tuple:
     """Requests with equal keys can run in one pipeline call (the pipeline takes these once per call)."""
-    duration = request.audio_duration if request.audio_duration is not None else DEFAULT_DURATION_S
+    from_source = request.task_type in SOURCE_AUDIO_TASKS and not request.audio_code_string  # the source's length
+    duration = None if from_source else \
+        request.audio_duration if request.audio_duration is not None else DEFAULT_DURATION_S
     return (duration, request.inference_steps, request.guidance_scale, request.shift, request.bpm,
             request.key_scale, request.time_signature, request.task_type, request.src_audio_base64,
             request.reference_audio_base64, request.src_audio_url, request.reference_audio_url,
@@ -133,7 +143,7 @@ def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
             if (note := duration_warning(plan.request, layout)) is not None:
                 plan.warnings.append(note)
         source = pad_source(source, layout, loaded.sample_rate)
-        if first.task_type == "repaint":
+        if first.task_type in SPANNED_TASKS:
             repaint_span = layout.repaint_span(first)
     prompts = [p.request.prompt for p in plans for _ in p.seeds]
     lyrics = [p.lyrics_for_dit for p in plans for _ in p.seeds]
@@ -158,7 +168,8 @@ def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
     covering = first.task_type == "cover" or song_codes is not None
     cover = CoverSwitch(first.audio_cover_strength) if covering and first.audio_cover_strength < 1.0 else None
     try:
-        with torch.inference_mode(), rng, corrected_steps(loaded.pipe.scheduler, corrections), \
+        with torch.inference_mode(), rng, whole_frames(loaded.pipe), \
+                corrected_steps(loaded.pipe.scheduler, corrections), \
                 (repaint.observe(loaded.pipe) if repaint else contextlib.nullcontext()), \
                 (cover.observe(loaded.pipe) if cover else contextlib.nullcontext()):
             output = loaded.pipe(
@@ -167,7 +178,8 @@ def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
                 shift=first.shift, generator=generators_for(seeds), bpm=first.bpm,
                 keyscale=first.key_scale or None, timesignature=first.time_signature or None,
                 task_type=first.task_type,
-                src_audio=source, reference_audio=audio_inputs.get("reference_audio_base64"),
+                src_audio=source if first.task_type in SOURCE_AUDIO_TASKS else None,  # text2music: ignored, as upstream
+                reference_audio=audio_inputs.get("reference_audio_base64"),
                 repainting_start=repaint_span[0], repainting_end=repaint_span[1],
                 audio_cover_strength=1.0 if cover else first.audio_cover_strength,
                 audio_codes=song_codes, instruction=first.instruction, track_name=first.track_name,

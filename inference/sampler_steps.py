@@ -44,7 +44,8 @@ class Dcw:
         self.settings = settings
 
     def __call__(self, latent: torch.Tensor, step: Step) -> torch.Tensor:
-        return dcw_correct(latent, step.before - step.velocity * step.t, step.t, self.settings)
+        denoised = step.before.float() - step.velocity.float() * step.t  # float32, as upstream's correction runs
+        return dcw_correct(latent, denoised, step.t, self.settings)
 
 
 @contextmanager

@@ -3,9 +3,10 @@
 - **Length.** A repaint, cover, extract, lego or complete renders exactly as long as its source: upstream locks
   the duration to it, so the model is told the length it makes (a caller's ``audio_duration`` is replaced, with
   a warning, and never trims the source).
-- **Outpainting.** A repaint whose span starts before 0 or ends past the source's end extends the song: the
-  source is padded with silence (zeros in the waveform, as upstream pads it) on that side, and the span moves
-  with the front pad. The longer song must still fit the deployment's longest.
+- **Outpainting.** A repaint or lego whose span starts before 0 or ends past the source's end extends the song:
+  the source is padded with silence (zeros in the waveform, as upstream pads it) on that side, and the span
+  moves with the front pad. The longer song must still fit the deployment's longest, and the span must not be
+  empty.
 - **Reproducible.** The pipeline draws the source's and reference's VAE posterior sample from torch's global
   generator (as upstream does); ``seeded_global_rng`` seeds it from the audio inputs' own bytes for the call,
   so one request run twice gives the same repaint or cover, whichever batch it runs in.
@@ -22,6 +23,8 @@ import torch
 from inference.contract import GenerateRequest
 from inference.contract.vocabulary import AUDIO_INPUT_FIELDS, SOURCE_AUDIO_TASKS
 from inference.errors import InputError
+
+SPANNED_TASKS = ("repaint", "lego")  # tasks whose repainting_start/end mark a span of the source
 
 
 @dataclass(frozen=True)
@@ -46,8 +49,12 @@ def source_layout(request: GenerateRequest, source_s: float, max_duration_s: flo
     if request.task_type not in SOURCE_AUDIO_TASKS or request.audio_code_string:
         return None
     layout = SourceLayout(source_s)
-    if request.task_type == "repaint":
+    if request.task_type in SPANNED_TASKS:
         end = source_s if request.repainting_end == -1 else request.repainting_end
+        if end <= request.repainting_start:
+            where = "the source's end" if request.repainting_end == -1 else "repainting_end"
+            raise InputError(f"repainting_start must be before {where} ({end:g} s) (got "
+                             f"{request.repainting_start:g})")
         layout = SourceLayout(source_s, max(0.0, -request.repainting_start), max(0.0, end - source_s))
     if layout.duration_s > max_duration_s + 1e-6:
         what = "the source audio" if layout.duration_s == source_s else \
@@ -82,8 +89,9 @@ def audio_inputs_seed(request: GenerateRequest) -> int:
 
 @contextmanager
 def seeded_global_rng(device: torch.device, seed: int):
-    """torch's global generators seeded for the block and restored after it."""
-    cuda = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
+    """torch's global generators (the CPU's and the device's) seeded for the block and restored after it."""
+    accelerated = device.type not in ("cpu", "meta")
+    with torch.random.fork_rng(devices=[device] if accelerated else [],
+                               device_type=device.type if accelerated else "cuda"):
         torch.manual_seed(seed)
         yield

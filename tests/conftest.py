@@ -105,6 +105,20 @@ def settings(checkpoint_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def base(tmp_path_factory):
+    """A tiny base model (guidance, the base-only tasks), converted from the original layout."""
+    from builder.convert import convert
+    from inference.load import load_pipeline
+    from inference.settings import Settings
+    from tests.original_layout import write_original_checkpoint
+
+    root = tmp_path_factory.mktemp("base")
+    write_original_checkpoint(root / "src", dit="acestep-v15-base")
+    target = convert(root / "src", "acestep-v15-base", root / "out")
+    return load_pipeline(Settings(ACESTEP_CONFIG_PATH=target, ACESTEP_WARMUP=False))
+
+
+@pytest.fixture(scope="session")
 def loaded(settings):
     from inference.load import load_pipeline
 

@@ -53,6 +53,20 @@ def test_the_condition_switches_to_text2music_after_the_covers_share_of_steps(lo
             assert torch.equal(source, silence(loaded, call["context"]).expand_as(source))
 
 
+def test_a_guided_base_model_cover_switches_both_halves_of_its_batch(base):
+    """A base model guides: the DiT sees [condition, null condition]; after the switch the condition half is
+    text2music's and the null half its own null embedding."""
+    calls = dit_inputs(base, **COVER, audio_cover_strength=0.5, guidance_scale=3.0)
+    assert len(calls) == 4 and all(call["states"].shape[0] == 2 for call in calls)
+    null = base.pipe.condition_encoder.null_condition_emb
+    for call in calls[2:]:
+        torch.testing.assert_close(call["states"][1:], null.to(call["states"].dtype).expand_as(call["states"][1:]))
+        channels = call["context"].shape[-1] // 2
+        source = call["context"][..., :channels]
+        assert torch.equal(source, silence(base, call["context"]).expand_as(source))
+    assert not torch.equal(calls[1]["states"][:1], calls[2]["states"][:1])
+
+
 def test_a_weaker_cover_sounds_different_and_a_seed_still_reproduces_it(loaded):
     def song(**fields):
         [generation] = run.generate(loaded, [parse_generate_request({**COVER, **fields}, loaded.limits)])

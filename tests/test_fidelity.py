@@ -65,22 +65,17 @@ def test_dcw_fields_are_checked():
     assert parse_generate_request({**SONG, "dcw_mode": "low"}).warnings == []  # a field, not unsupported
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    from builder.convert import convert
-    from inference.load import load_pipeline
-    from inference.settings import Settings
-    from tests.original_layout import write_original_checkpoint
-
-    root = tmp_path_factory.mktemp("base")
-    write_original_checkpoint(root / "src", dit="acestep-v15-base")
-    target = convert(root / "src", "acestep-v15-base", root / "out")
-    return load_pipeline(Settings(ACESTEP_CONFIG_PATH=target, ACESTEP_WARMUP=False))
-
-
 def test_dcw_is_off_by_default_on_base_models(base):
     assert np.array_equal(song(base, guidance_scale=3), song(base, guidance_scale=3, dcw_enabled=False))
     assert not np.allclose(song(base, guidance_scale=3, dcw_enabled=True), song(base, guidance_scale=3))
+
+
+def test_jobs_that_differ_in_dcw_or_repaint_fields_never_share_a_batch():
+    one = parse_generate_request(SONG)
+    for change in ({"dcw_enabled": False}, {"dcw_mode": "pix"}, {"dcw_scaler": 0.1}, {"dcw_high_scaler": 0.1},
+                   {"repaint_mode": "aggressive"}, {"repaint_strength": 0.2},
+                   {"repaint_latent_crossfade_frames": 3}, {"repaint_wav_crossfade_sec": 0.2}):
+        assert run.batch_key(parse_generate_request({**SONG, **change})) != run.batch_key(one), change
 
 
 def guided_steps(loaded, **fields) -> list[float]:

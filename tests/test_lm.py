@@ -115,3 +115,21 @@ def test_a_long_caption_wrapped_as_yaml_writes_it_arrives_whole(lm_service):
     run = scripted.plan("x", "y", {}, Sampling(temperature=0.0, top_p=None), 1)
     assert run.texts[0] == plan + "<|im_end|>"
     assert run.output.caption == caption and run.output.repairs == []
+
+
+def test_a_caption_ends_where_the_lm_would_rather_write_the_next_field(lm_service):
+    """After a line break upstream lets the caption go on only when the LM's likeliest token is indentation; here an
+    LM that wants a blank line (or anything else) after the first line gets the next field forced instead."""
+    from dataclasses import replace
+
+    from tests.test_lm_switches import Scripted
+
+    lm = lm_service.planner.lm
+    encode = lm.vocab.encode
+    head = [lm.tokens.think] + encode("\n") + encode("bpm:") + encode(" 120\n") + encode("caption:") + \
+        encode(" a short caption\n")
+    script = head + encode("\n") * 40  # wants a blank line, again and again
+    scripted = LmPlanner(replace(lm, model=Scripted(script, lm.vocab.size)), lm_service.planner.max_duration)
+    run = scripted.plan("x", "y", {}, Sampling(temperature=0.0, top_p=None), 1)
+    assert run.output.caption == "a short caption"
+    assert "caption: a short caption\nduration:" in run.texts[0]

@@ -75,3 +75,36 @@ def test_the_crossfade_ramps_are_upstreams():
     generated, src = torch.ones(1, 1, 10), torch.zeros(1, 10)
     spliced = splice(generated, src, 4 / 10, 6 / 10, 10, 2 / 10)  # 10 "samples a second": span 4-6, ramps of 2
     assert spliced[0, 0].tolist() == pytest.approx([0, 0, 1 / 3, 2 / 3, 1, 1, 2 / 3, 1 / 3, 0, 0])
+
+
+@pytest.mark.parametrize("turbo", [True, False])
+def test_the_source_is_injected_outside_the_span_for_the_first_steps_as_upstream(turbo):
+    """Upstream's rule, step by step: after step i < round((1 - s) * N), outside the span the latent is
+    t_next * noise + (1 - t_next) * source with the run's own noise (a turbo model's last step never); after
+    the last step the latent crossfade."""
+    from inference.repaint import RepaintMode, RepaintSteps
+    from inference.sampler_steps import Step
+
+    frames, steps = 40, 4
+    gen = torch.Generator().manual_seed(0)
+    source, noise = torch.randn(2, frames, 3, generator=gen), torch.randn(2, frames, 3, generator=gen)
+    inside = torch.zeros(frames, dtype=torch.bool)
+    inside[10:20] = True
+    fix = RepaintSteps(RepaintMode(1.0, 0, 0.0, True), is_turbo=turbo)  # conservative's injection, no crossfade
+    fix.source, fix.noise, fix.inside = source, noise, inside
+    schedule = [1.0, 0.75, 0.5, 0.25, 0.0]
+    for index in range(steps):
+        latent = torch.full((2, frames, 3), 7.0)
+        out = fix(latent, Step(latent, latent, schedule[index], schedule[index + 1], index, steps))
+        t_next = schedule[index + 1]
+        expected_outside = t_next * noise + (1 - t_next) * source
+        injected = not (turbo and index == steps - 1)
+        assert torch.equal(out[:, 10:20], latent[:, 10:20])  # the span is never touched
+        outside = torch.cat([out[:, :10], out[:, 20:]], dim=1)
+        wanted = torch.cat([expected_outside[:, :10], expected_outside[:, 20:]], dim=1)
+        assert torch.allclose(outside, wanted) == injected
+    half = RepaintSteps(RepaintMode(0.5, 0, 0.0, True), is_turbo=True)  # balanced: round(0.5 * 4) = 2 steps
+    half.source, half.noise, half.inside = source, noise, inside
+    latent = torch.full((2, frames, 3), 7.0)
+    assert not torch.equal(half(latent, Step(latent, latent, 0.75, 0.5, 1, steps)), latent)
+    assert torch.equal(half(latent, Step(latent, latent, 0.5, 0.25, 2, steps)), latent)

@@ -80,3 +80,28 @@ def test_a_span_that_would_outgrow_the_tier_is_a_clear_error(loaded):
     with pytest.raises(InputError, match=r"repainting_start/repainting_end extend the source to 17 s, longer than "
                                          r"this GPU's longest song \(15 s"):
         render(small, {**REPAINT, "repainting_start": 10, "repainting_end": 17})
+
+
+@pytest.mark.parametrize("seconds", [16.44, 4.44])  # 411 and 111 latent frames: the pipeline's noise came out one longer
+def test_a_source_of_any_length_renders(loaded, seconds):
+    for task in ("repaint", "cover"):
+        [song] = render(loaded, {**REPAINT, "task_type": task, "src_audio_base64": source_wav(seconds),
+                                 "repainting_start": 1, "repainting_end": 3})
+        assert song.songs[0].samples.shape[-1] == int(seconds * RATE) // 1920 * 1920
+
+
+def test_a_length_asked_for_that_rounds_badly_renders(loaded):
+    [song] = render(loaded, {"prompt": "x", "lyrics": "[inst]", "audio_duration": 16.43, "inference_steps": 1,
+                             "batch_size": 1})  # ceil(16.43 * 25) = 411 frames
+    assert abs(song.songs[0].duration_s - 16.43) < 0.04
+
+
+def test_a_span_that_starts_at_or_past_the_sources_end_is_a_clear_error(loaded):
+    with pytest.raises(InputError, match=r"repainting_start must be before the source's end \(12 s\) \(got 12\)"):
+        render(loaded, {**REPAINT, "repainting_start": 12, "repainting_end": -1})
+
+
+def test_a_lego_span_past_the_source_extends_it_too(base):
+    [song] = render(base, {**REPAINT, "task_type": "lego", "track_name": "drums", "repainting_start": 8,
+                           "repainting_end": 15})
+    assert song.songs[0].samples.shape[-1] == 15 * RATE

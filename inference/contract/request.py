@@ -94,7 +94,8 @@ class SongFields(BaseModel):
                         description='Lyrics with [Verse]/[Chorus] tags; "", [inst] or [instrumental] = instrumental.')
     audio_duration: float | None = Field(
         None, ge=MIN_DURATION_S, le=MAX_DURATION_S, json_schema_extra={"unit": "seconds"},
-        description="Seconds of audio (aliases: duration, target_duration); unset = the LM's plan, else 60.")
+        description="Seconds of audio (aliases: duration, target_duration); unset = the LM's plan, else 60. A "
+                    "repaint, cover, extract, lego or complete is as long as its source.")
     bpm: int | None = Field(None, ge=30, le=300, description="Beats per minute; unset = model's choice.")
     key_scale: str = Field("", description='Key, e.g. "C major", "F# minor" (aliases: keyscale, key).')
     time_signature: str = Field("", description='"2", "3", "4" or "6" (also "4/4" etc.; alias: timesignature).')
@@ -446,7 +447,8 @@ class GenerateRequest(SongFields):
             raise UnsupportedError(NO_AUDIO_TOKENIZER)
         if self.audio_code_string is not None and self.audio_duration > limits.max_duration_s:
             raise UnsupportedError(_codes_range(limits.max_duration_s, self.audio_duration, " on this GPU"))
-        if self.audio_duration is not None and self.audio_duration > limits.max_duration_s:
+        replaced_by_source = self.task_type in SOURCE_AUDIO_TASKS and self.audio_code_string is None
+        if self.audio_duration is not None and self.audio_duration > limits.max_duration_s and not replaced_by_source:
             raise UnsupportedError(
                 f"audio_duration must be between {MIN_DURATION_S:g} and {limits.max_duration_s:g} seconds on this "
                 f"GPU (got {self.audio_duration:g})")

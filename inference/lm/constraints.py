@@ -127,6 +127,8 @@ class Program:
         end_think = [vocab.tokens.think_end] if vocab.tokens.think_end is not None else vocab.encode("</think>")
         steps.append(Step("fixed", end_think))
         steps.append(Step(then))
+        for here, after in zip(steps, steps[1:]):  # a free value ends where the next fixed step's first token comes
+            assert here.kind != "free" or (after.kind == "fixed" and after.ids), "a free value must be followed by text"
         return cls(vocab, steps, max_tail_tokens)
 
     @property
@@ -163,14 +165,12 @@ class Program:
             return _only(logits, [t for t in self.node if t != END])
         if step.kind == "free":
             following = self._following_id()
-            if self.after_newline:  # an indented continuation line, or the next field's name
-                if self.free_tokens >= CAPTION_MAX_TOKENS:
-                    return _only(logits, [following])
+            if self.after_newline:  # upstream's rule: the LM's likeliest token decides, continuation or not
                 continuation = self.vocab.starts_blank[: logits.shape[-1]] & \
                     ~self.vocab.free_text_blocked[: logits.shape[-1]]
-                keep = continuation.clone()
-                keep[following] = True
-                return logits.masked_fill(~keep, float("-inf"))
+                if self.free_tokens >= CAPTION_MAX_TOKENS or not bool(continuation[int(torch.argmax(logits))]):
+                    return _only(logits, [following])  # the value ended: the next field's name
+                return logits.masked_fill(~continuation, float("-inf"))  # an indented continuation line
             if self.free_tokens >= CAPTION_MAX_TOKENS:
                 return _only(logits, self.vocab.encode("\n")[:1])
             return logits.masked_fill(self.vocab.wrapped_text_blocked[: logits.shape[-1]], float("-inf"))

@@ -60,11 +60,11 @@ def decode(model, prompts: list[list[int]], program, sampling: Sampling, max_new
     out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True, **extra)
     produced: list[int] = []
     penalty = sampling.repetition_penalty
-    written = torch.zeros(out.logits.shape[-1], dtype=torch.bool, device=device) if penalty != 1.0 else None
+    written = torch.zeros(out.logits.shape[-1], dtype=torch.bool) if penalty != 1.0 else None
     for _ in range(max_new_tokens):
         logits = out.logits[:, -1, :].float()
         row = logits[1] + sampling.cfg_scale * (logits[0] - logits[1]) if guided else logits[0]
-        row = torch.nan_to_num(row, nan=float("-inf"))
+        row = torch.nan_to_num(row, nan=float("-inf")).cpu()  # the constraint's masks live on the host
         if written is not None:
             row = torch.where(written, torch.where(row > 0, row / penalty, row * penalty), row)
         token = choose(program.mask(row), sampling, generator)
