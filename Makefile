@@ -39,6 +39,7 @@ bench: install
 	$(PY) bench/gpu.py
 	$(PY) bench/soak.py
 	$(PY) bench/fidelity.py
+	$(PY) bench/encoders.py
 
 # The image with docker (when its daemon answers) or podman; IMAGE and IMAGE_ARGS (e.g. --build-arg LM_MODEL=none)
 # pass through. The Hugging Face token, when HF_TOKEN is set, goes in as the build secret hf_token.

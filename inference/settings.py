@@ -48,6 +48,10 @@ class Settings(BaseModel):
         "auto", alias="ACESTEP_VAE_DTYPE",
         description="Dtype of the VAE decoder; auto = ACESTEP_DTYPE's, as upstream (float32 for the last bit of "
                     "fidelity at some speed).")
+    mp3_encoder: Literal["lameenc", "libsndfile"] = Field(
+        "lameenc", alias="ACESTEP_MP3_ENCODER",
+        description="MP3 encoder: lameenc (LAME at -q 2, about a third of the CPU time, bench/encoders.py) or "
+                    "libsndfile.")
     vae_chunk_s: float = Field(
         30.0, ge=1.0, le=600.0, alias="ACESTEP_VAE_CHUNK_S",
         description="Longer songs are VAE-decoded in chunks of this many seconds, joined by overlap-add: bounded "
