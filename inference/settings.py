@@ -84,10 +84,9 @@ class Settings(BaseModel):
         7_000_000, alias="ACESTEP_INLINE_MAX_BYTES",
         description="Largest total audio returned inline as base64 (base64 grows it by a third).")
     upload_attempts: int = Field(
-        4, ge=1, le=10, alias="ACESTEP_UPLOAD_ATTEMPTS", description="Tries per upload, with backoff.")
-    upload_backoff_s: float = Field(
-        0.5, ge=0.0, le=30.0, alias="ACESTEP_UPLOAD_BACKOFF",
-        description="First retry delay in seconds; it doubles with each further try.")
+        4, ge=1, le=10, alias="ACESTEP_UPLOAD_ATTEMPTS",
+        description="Tries per upload call (botocore's standard retry mode: backoff with jitter, only for "
+                    "throttling, 5xx answers and dropped connections).")
     undelivered_dir: Path | None = Field(
         None, alias="ACESTEP_UNDELIVERED_DIR",
         description="Where audio is kept when its delivery fails, so nothing made is lost; unset = "

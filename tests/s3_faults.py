@@ -27,6 +27,8 @@ class S3Faults:
         self.fail_all_puts: int | None = None  # every upload (after pass_puts) fails with this status
         self.delay_s = 0.0
         self.puts = 0
+        self.connections = 0  # TCP connections accepted: a reused client keeps its connections open
+        self.in_flight = self.most_in_flight = 0  # uploads being answered at once
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -58,9 +60,29 @@ class S3Faults:
             def log_message(self, *args) -> None:
                 pass
 
+            def setup(self) -> None:
+                super().setup()
+                with faults._lock:
+                    faults.connections += 1
+
+            def _count(self, step: int) -> None:
+                with faults._lock:
+                    faults.in_flight += step
+                    faults.most_in_flight = max(faults.most_in_flight, faults.in_flight)
+
             def _any(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
+                uploading = self.command == "PUT"
+                if uploading:
+                    self._count(+1)
+                try:
+                    self._answer(body)
+                finally:
+                    if uploading:
+                        self._count(-1)
+
+            def _answer(self, body: bytes) -> None:
                 if faults.delay_s:
                     time.sleep(faults.delay_s)
                 status = faults._fault_for_put() if self.command == "PUT" else None

@@ -1,20 +1,22 @@
 """Delivering to an S3-compatible bucket: the job's ``s3Config`` (RunPod's per-request bucket) or ``BUCKET_*``.
 
 The bucket is chosen and checked when a job is admitted (a bad ``s3Config``, its endpoint or its region, fails
-before any GPU time); the boto3 client is made when the audio is delivered, on a delivery thread, from one
-shared session. The environment's bucket keeps one client for the whole process; a job's own bucket gets a
-client for that delivery, closed after it. Anything that goes wrong while delivering, making the client
-included, keeps the audio not yet uploaded. Uploads
-retry with exponential backoff, except for errors that will not fix themselves (wrong credentials, no such
-bucket). When an upload still fails, the files not yet uploaded are kept (``inference.undelivered``) and the
+before any GPU time). Delivery uses one boto3 client per bucket configuration, made once from one shared
+session and reused by every later job (``ClientCache``); retries are botocore's standard mode
+(``ACESTEP_UPLOAD_ATTEMPTS`` tries, backoff with jitter, only for throttling, 5xx and dropped connections: wrong
+credentials or a missing bucket fail at once). The songs of a batch go up at once, and an object of
+``MULTIPART_BYTES`` or more (a long WAV) in parts, several at once. Anything that goes wrong while delivering,
+making the client included, keeps the audio not uploaded (``inference.undelivered``), and the
 ``StorageError`` lists the ones that were.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
-import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,6 @@ from inference.errors import InputError, StorageError
 from inference.settings import Settings
 
 log = logging.getLogger("acestep.storage")
-_PERMANENT = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket"}
 
 
 class RunPodS3Config(BaseModel):
@@ -61,10 +62,14 @@ class BucketConfig:
 
 _SESSION_LOCK = threading.Lock()
 _SESSION: list = []  # one boto3 session: it loads the S3 service model once
+MULTIPART_BYTES = 16 * 1024 * 1024  # objects from this size go up in parts, several at once
+UPLOAD_CONCURRENCY = 4  # songs of a batch uploaded at once (and parts of one large object)
 
 
-def make_client(config: BucketConfig):
-    """A boto3 S3 client from the shared session (boto3 sessions are not thread-safe: made under a lock)."""
+def make_client(config: BucketConfig, attempts: int = 1):
+    """A boto3 S3 client from the shared session (boto3 sessions are not thread-safe: made under a lock);
+    botocore's standard retry mode gives it ``attempts`` tries per call (with backoff and jitter, on throttling,
+    5xx answers and dropped connections only)."""
     import boto3
     from botocore.config import Config
 
@@ -74,83 +79,99 @@ def make_client(config: BucketConfig):
         return _SESSION[0].client(
             "s3", endpoint_url=config.endpoint_url, aws_access_key_id=config.access_key_id,
             aws_secret_access_key=config.secret_access_key, region_name=config.region or "us-east-1",
-            config=Config(signature_version="s3v4", retries={"max_attempts": 1, "mode": "standard"},
-                          connect_timeout=5, read_timeout=60,
+            config=Config(signature_version="s3v4", retries={"max_attempts": attempts, "mode": "standard"},
+                          connect_timeout=5, read_timeout=60, max_pool_connections=2 * UPLOAD_CONCURRENCY,
                           s3={"addressing_style": "path" if config.endpoint_url else "auto"}))
 
 
-class _SharedClient:
-    """The environment bucket's one client, made on first use."""
+class ClientCache:
+    """One client per bucket configuration (the environment's and every job's ``s3Config`` alike), reused by every
+    delivery: boto3 clients are thread-safe, and a new one costs milliseconds and a fresh connection pool.
+    The least recently used beyond ``size`` are dropped (not closed: a delivery may still hold one)."""
 
-    def __init__(self):
+    def __init__(self, size: int = 32):
+        self.size = size
         self._lock = threading.Lock()
-        self._clients: dict[BucketConfig, Any] = {}
+        self._clients: OrderedDict[tuple[BucketConfig, int], Any] = OrderedDict()
 
-    def get(self, config: BucketConfig):
+    def get(self, config: BucketConfig, attempts: int):
+        key = (config, attempts)
         with self._lock:
-            if config not in self._clients:
-                self._clients[config] = make_client(config)
-            return self._clients[config]
+            if key in self._clients:
+                self._clients.move_to_end(key)
+                return self._clients[key]
+        client = make_client(config, attempts)
+        with self._lock:
+            self._clients[key] = client
+            while len(self._clients) > self.size:
+                self._clients.popitem(last=False)
+        return client
 
 
-ENV_CLIENTS = _SharedClient()
+CLIENTS = ClientCache()
 
 
 class S3Target:
     kind = "s3"
 
-    def __init__(self, config: BucketConfig, attempts: int, backoff_s: float, keep_dir: Path, keep_ttl_s: int,
-                 shared: bool = False):
+    def __init__(self, config: BucketConfig, attempts: int, keep_dir: Path, keep_ttl_s: int):
         self.config = config
         self.attempts = attempts
-        self.backoff_s = backoff_s
         self.keep_dir = keep_dir
         self.keep_ttl_s = keep_ttl_s
-        self.shared = shared  # the environment's bucket: one client for the process
 
     def check_fits(self, expected_bytes: int) -> None:
         """A bucket takes any size."""
 
     def _put(self, client, audio: EncodedAudio, key: str) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
+        """One object: a single PUT, or from ``MULTIPART_BYTES`` a multipart upload of several parts at once."""
+        if len(audio.data) < MULTIPART_BYTES:
+            client.put_object(Bucket=self.config.bucket, Key=key, Body=audio.data, ContentType=audio.content_type)
+            return
+        from boto3.s3.transfer import TransferConfig
 
-        for attempt in range(1, self.attempts + 1):
-            try:
-                client.put_object(Bucket=self.config.bucket, Key=key, Body=audio.data, ContentType=audio.content_type)
-                return
-            except (BotoCoreError, ClientError) as err:
-                reason = s3_reason(err)
-                if attempt == self.attempts or _is_permanent(err):
-                    raise StorageError(f"upload to bucket '{self.config.bucket}' failed after {attempt} "
-                                       f"attempt(s): {reason}") from None
-                delay = self.backoff_s * 2 ** (attempt - 1)
-                log.warning("upload attempt %d/%d failed (%s); retrying in %.1f s", attempt, self.attempts,
-                            reason, delay)
-                time.sleep(delay)
+        transfer = TransferConfig(multipart_threshold=MULTIPART_BYTES, multipart_chunksize=8 * 1024 * 1024,
+                                  max_concurrency=UPLOAD_CONCURRENCY)
+        client.upload_fileobj(io.BytesIO(audio.data), self.config.bucket, key,
+                              ExtraArgs={"ContentType": audio.content_type}, Config=transfer)
 
     def deliver(self, audios: list[EncodedAudio], job_id: str) -> list[Delivered]:
-        delivered: list[Delivered] = []
-        client = None
+        """The songs of a batch uploaded at once; those that failed are kept (``undelivered``) and the error lists
+        the ones that were uploaded."""
+        keys = [object_key(self.config.prefix, job_id, audio.extension) for audio in audios]
         try:
-            client = ENV_CLIENTS.get(self.config) if self.shared else make_client(self.config)
-            for audio in audios:
-                key = object_key(self.config.prefix, job_id, audio.extension)
-                self._put(client, audio, key)
-                url = client.generate_presigned_url("get_object", Params={"Bucket": self.config.bucket, "Key": key},
-                                                    ExpiresIn=self.config.url_expiry_s)
-                delivered.append(Delivered(url=url, key=key))
-            return delivered
-        except Exception as err:  # noqa: BLE001 - whatever failed, the audio not yet delivered is kept
-            reason = str(err) if isinstance(err, StorageError) else \
-                f"delivery to bucket '{self.config.bucket}' failed: {type(err).__name__}"
-            done = len(delivered)
-            kept = undelivered.keep(audios[done:], job_id, self.keep_dir, self.keep_ttl_s)
-            uploaded = f"; {done} of {len(audios)} were uploaded before the failure (listed in 'uploaded')" \
-                if done else ""
-            raise StorageError(f"{reason}{uploaded}; {kept.describe(job_id)}", uploaded=delivered) from None
-        finally:
-            if client is not None and not self.shared:
-                client.close()
+            client = CLIENTS.get(self.config, self.attempts)
+            with ThreadPoolExecutor(max_workers=max(1, min(len(audios), UPLOAD_CONCURRENCY)),
+                                    thread_name_prefix="upload") as pool:
+                failures = [future.exception() for future in
+                            [pool.submit(self._put, client, audio, key) for audio, key in zip(audios, keys)]]
+            delivered = {i: Delivered(url=client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.config.bucket, "Key": key}, ExpiresIn=self.config.url_expiry_s),
+                key=key) for i, (key, failure) in enumerate(zip(keys, failures)) if failure is None}
+        except Exception as err:  # noqa: BLE001 - whatever failed before any upload, every audio is kept
+            failures, delivered = [err] * len(audios), {}
+        if len(delivered) == len(audios):
+            return [delivered[i] for i in range(len(audios))]
+        first = next(f for f in failures if f is not None)
+        reason = self._reason(first)
+        kept = undelivered.keep([a for i, a in enumerate(audios) if i not in delivered], job_id, self.keep_dir,
+                                self.keep_ttl_s)
+        uploaded = [delivered[i] for i in sorted(delivered)]
+        note = f"; {len(uploaded)} of {len(audios)} were uploaded before the failure (listed in 'uploaded')" \
+            if uploaded else ""
+        raise StorageError(f"{reason}{note}; {kept.describe(job_id)}", uploaded=uploaded)
+
+    def _reason(self, err: BaseException) -> str:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        cause = err.__context__ if isinstance(err.__context__, ClientError) else err  # upload_fileobj wraps it
+        if isinstance(cause, ClientError):
+            tries = int(cause.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)) + 1
+            return f"upload to bucket '{self.config.bucket}' failed after {tries} attempt(s): {s3_reason(cause)}"
+        if isinstance(cause, BotoCoreError):  # no answer (refused, timed out): retried to the last attempt
+            return (f"upload to bucket '{self.config.bucket}' failed after {self.attempts} attempt(s): "
+                    f"{type(cause).__name__}")
+        return f"delivery to bucket '{self.config.bucket}' failed: {type(cause).__name__}"
 
 
 def s3_reason(err: Exception) -> str:
@@ -159,13 +180,6 @@ def s3_reason(err: Exception) -> str:
         code = response["Error"].get("Code", "error")
         return f"{code} (HTTP {response.get('ResponseMetadata', {}).get('HTTPStatusCode', '?')})"
     return type(err).__name__
-
-
-def _is_permanent(err: Exception) -> bool:
-    """Wrong credentials or a missing bucket will not fix themselves: do not wait for retries."""
-    response = getattr(err, "response", None)
-    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
-    return code in _PERMANENT
 
 
 def bucket_from_job(s3_config: Any, settings: Settings) -> BucketConfig:

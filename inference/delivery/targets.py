@@ -87,11 +87,9 @@ def choose_target(settings: Settings, s3_config: Any = None) -> Target:
     """The job's bucket, else the environment's bucket, else the output folder, else inline."""
     keep_dir, keep_ttl = settings.undelivered_folder, settings.undelivered_ttl_s
     if s3_config:
-        return S3Target(bucket_from_job(s3_config, settings), settings.upload_attempts, settings.upload_backoff_s,
-                        keep_dir, keep_ttl)
+        return S3Target(bucket_from_job(s3_config, settings), settings.upload_attempts, keep_dir, keep_ttl)
     if settings.env_bucket_configured:
-        return S3Target(bucket_from_settings(settings), settings.upload_attempts, settings.upload_backoff_s,
-                        keep_dir, keep_ttl, shared=True)
+        return S3Target(bucket_from_settings(settings), settings.upload_attempts, keep_dir, keep_ttl)
     if settings.output_dir is not None:
         return LocalTarget(settings.output_dir)
     return InlineTarget(settings.inline_max_bytes, keep_dir, keep_ttl)
