@@ -74,6 +74,7 @@ def lameenc_mp3(samples: np.ndarray, kbps: int, quality: int) -> bytes:
     encoder = lameenc.Encoder()
     encoder.set_bit_rate(kbps)
     encoder.set_in_sample_rate(RATE)
+    encoder.set_out_sample_rate(RATE)
     encoder.set_channels(2)
     encoder.set_quality(quality)
     return bytes(encoder.encode(pcm16(samples)) + encoder.flush())
@@ -167,7 +168,10 @@ def candidates(kbps: int) -> dict[str, dict]:
     try:
         import lameenc  # noqa: F401
 
-        for quality in (2, 5, 7):
+        from inference.audio import encode
+
+        found["mp3"]["lameenc q2"] = lambda s: encode(s, RATE, "mp3", kbps, mp3_encoder="lameenc").data  # the worker's
+        for quality in (5, 7):
             found["mp3"][f"lameenc q{quality}"] = lambda s, q=quality: lameenc_mp3(s, kbps, q)
     except ImportError:
         pass

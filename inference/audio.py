@@ -3,8 +3,9 @@
 The model's rate (48 kHz) and channels are kept; samples are clipped to [-1, 1] before the conversion
 to integer PCM or a lossy codec, so a peak at full scale never wraps around. MP3 is constant bitrate at the
 requested kbps, by LAME through ``lameenc`` at LAME's recommended high quality (``-q 2``): measured side by
-side (``bench/encoders.py``) it costs about a third of the CPU time libsndfile's LAME does at the same
-bitrate, within 2 dB of its band-limited signal-to-error ratio. ``ACESTEP_MP3_ENCODER=libsndfile`` uses
+side (``bench/encoders.py``) it costs about 40 % of the CPU time libsndfile's LAME does at the same bitrate,
+within 2 dB of its band-limited signal-to-error ratio; the gapless header it does not write is added
+(``inference.mp3_gapless``), so the file decodes to exactly the song. ``ACESTEP_MP3_ENCODER=libsndfile`` uses
 libsndfile instead (it maps a compression level in [0, 1] linearly onto 320..32 kbps). Everything else is
 libsndfile's (through soundfile), which no candidate beat for those formats. Opus only runs at
 8/12/16/24/48 kHz, which 48 kHz is.
@@ -22,6 +23,7 @@ import numpy as np
 import soundfile as sf
 
 from inference.contract import CONTENT_TYPES
+from inference.mp3_gapless import with_info_frame
 
 # format -> (libsndfile container, subtype, file extension)
 _CODECS = {
@@ -89,20 +91,26 @@ def peak_safe(samples: np.ndarray) -> np.ndarray:
 
 
 LAME_QUALITY = 2  # LAME's -q: 0 slowest .. 9 fastest; 2 is its recommended high quality
-MP3_ENCODERS = ("lameenc", "libsndfile")
+LAME_BLOCK_FRAMES = 10 * 48_000  # converted to 16-bit and fed to LAME a block at a time: bounded extra memory
 
 
 def lame_mp3(frames: np.ndarray, sample_rate: int, kbps: int) -> bytes:
-    """[frames, channels] float32 in [-1, 1] to constant-bitrate MP3 with LAME (``lameenc``)."""
+    """[frames, channels] float32 in [-1, 1] to constant-bitrate MP3 with LAME (``lameenc``), at the song's own
+    rate (LAME would otherwise resample low bitrates down, to 16-32 kHz)."""
     import lameenc
 
     encoder = lameenc.Encoder()
     encoder.set_bit_rate(min(max(int(kbps), MP3_MIN_KBPS), MP3_MAX_KBPS))
     encoder.set_in_sample_rate(sample_rate)
+    encoder.set_out_sample_rate(sample_rate)
     encoder.set_channels(frames.shape[1])
     encoder.set_quality(LAME_QUALITY)
-    pcm = np.rint(frames * 32767.0).astype("<i2")
-    return bytes(encoder.encode(pcm.tobytes()) + encoder.flush())
+    out = bytearray()
+    for start in range(0, frames.shape[0], LAME_BLOCK_FRAMES):
+        block = np.rint(frames[start:start + LAME_BLOCK_FRAMES] * 32767.0).astype("<i2")
+        out += encoder.encode(block.tobytes())
+    out += encoder.flush()
+    return with_info_frame(bytes(out), frames.shape[0])  # gapless: decoded exactly as long as the song
 
 
 def encode(samples: np.ndarray, sample_rate: int, audio_format: str = "mp3", mp3_bitrate: int = 192,

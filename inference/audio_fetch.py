@@ -100,7 +100,7 @@ def _read_capped(response: httpx.Response, field: str, deadline: float, timeout_
 def _from_bucket(url: str, field: str, settings: Settings, s3_config: Any) -> bytes:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from inference.delivery.buckets import bucket_from_job, make_client
+    from inference.delivery.buckets import CLIENTS, bucket_from_job
 
     parts = urlsplit(url)
     bucket, key = parts.netloc, parts.path.lstrip("/")
@@ -109,7 +109,8 @@ def _from_bucket(url: str, field: str, settings: Settings, s3_config: Any) -> by
     if not s3_config:
         raise InputError(f"{field}: an s3:// address is read with the job's own bucket credentials: give s3Config")
     config = bucket_from_job(s3_config, settings)
-    client = make_client(config)
+    client = CLIENTS.get(config, 1)  # one client per bucket configuration, kept for the next job
+    body = None
     try:
         head = client.head_object(Bucket=bucket, Key=key)
         if head.get("ContentLength", 0) > MAX_AUDIO_INPUT_BYTES:
@@ -127,7 +128,8 @@ def _from_bucket(url: str, field: str, settings: Settings, s3_config: Any) -> by
         code = getattr(err, "response", {}).get("Error", {}).get("Code", type(err).__name__)
         raise InputError(f"{field}: the audio could not be read from the bucket ({code})") from None
     finally:
-        client.close()
+        if body is not None:
+            body.close()  # its connection goes back to the client's pool
     if len(data) > MAX_AUDIO_INPUT_BYTES:
         raise _too_large(field)
     return data

@@ -22,13 +22,13 @@ from inference.accelerator_faults import out_of_memory
 from inference.hardware import free_accelerator_memory
 from inference.load import LoadedPipeline
 from inference.contract import DEFAULT_DURATION_S, SOURCE_AUDIO_TASKS, GenerateRequest, Metas
-from inference.cover import CoverSwitch
-from inference.dcw import DcwSettings
-from inference.pipeline_fixes import whole_frames
-from inference.repaint import RepaintSteps, repaint_mode, splice
-from inference.sampler_steps import Dcw, corrected_steps
+from inference.render.cover import CoverSwitch
+from inference.render.dcw import DcwSettings
+from inference.render.pipeline_fixes import whole_frames
+from inference.render.repaint import RepaintSteps, repaint_mode, splice, whole_song_mask
+from inference.render.sampler_steps import Dcw, corrected_steps
 from inference.seeds import generators_for, resolve_seeds
-from inference.source_task import (
+from inference.render.source_task import (
     SPANNED_TASKS,
     audio_inputs_seed,
     duration_warning,
@@ -92,7 +92,7 @@ def _plan(loaded: LoadedPipeline, request: GenerateRequest) -> _Plan:
 
 def planned_duration(loaded: LoadedPipeline, request: GenerateRequest, source_s: float | None = None) -> float:
     """The length of the songs: a source-audio task's source (``source_s`` seconds, with its outpainting,
-    ``inference.source_task``), else the request's, else the default capped by this deployment's longest."""
+    ``inference.render.source_task``), else the request's, else the default capped by this deployment's longest."""
     layout = source_layout(request, source_s, loaded.limits.max_duration_s) if source_s is not None else None
     if layout is not None:
         return layout.duration_s
@@ -113,6 +113,7 @@ def batch_key(request: GenerateRequest) -> tuple:
             request.track_name, tuple(request.track_classes or ()), request.cfg_interval_start,
             request.cfg_interval_end, tuple(request.timesteps or ()), request.dcw_enabled, request.dcw_mode,
             request.dcw_scaler, request.dcw_high_scaler, request.repaint_mode, request.repaint_strength,
+            request.chunk_mask_mode,
             request.repaint_latent_crossfade_frames, request.repaint_wav_crossfade_sec)
 
 
@@ -167,11 +168,13 @@ def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
     corrections = [c for c in (Dcw(dcw) if dcw and dcw.active else None, repaint) if c is not None]
     covering = first.task_type == "cover" or song_codes is not None
     cover = CoverSwitch(first.audio_cover_strength) if covering and first.audio_cover_strength < 1.0 else None
+    spanned_auto = layout is not None and first.task_type in SPANNED_TASKS and first.chunk_mask_mode == "auto"
     try:
         with torch.inference_mode(), rng, whole_frames(loaded.pipe), \
                 corrected_steps(loaded.pipe.scheduler, corrections), \
                 (repaint.observe(loaded.pipe) if repaint else contextlib.nullcontext()), \
-                (cover.observe(loaded.pipe) if cover else contextlib.nullcontext()):
+                (cover.observe(loaded.pipe) if cover else contextlib.nullcontext()), \
+                (whole_song_mask(loaded.pipe) if spanned_auto else contextlib.nullcontext()):
             output = loaded.pipe(
                 prompt=prompts, lyrics=lyrics, vocal_language=languages, audio_duration=duration,
                 num_inference_steps=steps, guidance_scale=1.0 if loaded.is_turbo else first.guidance_scale,

@@ -50,7 +50,7 @@ class Settings(BaseModel):
                     "fidelity at some speed).")
     mp3_encoder: Literal["lameenc", "libsndfile"] = Field(
         "lameenc", alias="ACESTEP_MP3_ENCODER",
-        description="MP3 encoder: lameenc (LAME at -q 2, about a third of the CPU time, bench/encoders.py) or "
+        description="MP3 encoder: lameenc (LAME at -q 2, about 40 % of the CPU time, bench/encoders.py) or "
                     "libsndfile.")
     vae_chunk_s: float = Field(
         30.0, ge=1.0, le=600.0, alias="ACESTEP_VAE_CHUNK_S",

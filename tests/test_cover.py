@@ -9,7 +9,7 @@ import torch
 
 from inference import run
 from inference.contract import parse_generate_request
-from inference.patching import replaced
+from inference.render.patching import replaced
 from tests.test_source_tasks import SOURCE
 
 COVER = {"prompt": "lofi", "lyrics": "[inst]", "task_type": "cover", "src_audio_base64": SOURCE, "seed": 2,

@@ -11,7 +11,7 @@ import torch
 
 from inference import run
 from inference.contract import parse_generate_request
-from inference.dcw import DcwSettings, dcw_correct
+from inference.render.dcw import DcwSettings, dcw_correct
 from inference.errors import InputError
 
 SONG = {"prompt": "ambient drone", "lyrics": "[inst]", "audio_duration": 10, "inference_steps": 4, "seed": 3,
@@ -74,7 +74,8 @@ def test_jobs_that_differ_in_dcw_or_repaint_fields_never_share_a_batch():
     one = parse_generate_request(SONG)
     for change in ({"dcw_enabled": False}, {"dcw_mode": "pix"}, {"dcw_scaler": 0.1}, {"dcw_high_scaler": 0.1},
                    {"repaint_mode": "aggressive"}, {"repaint_strength": 0.2},
-                   {"repaint_latent_crossfade_frames": 3}, {"repaint_wav_crossfade_sec": 0.2}):
+                   {"repaint_latent_crossfade_frames": 3}, {"repaint_wav_crossfade_sec": 0.2},
+                   {"chunk_mask_mode": "explicit"}):
         assert run.batch_key(parse_generate_request({**SONG, **change})) != run.batch_key(one), change
 
 

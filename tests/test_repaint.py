@@ -14,7 +14,7 @@ import torch
 
 from inference import run
 from inference.contract import parse_generate_request
-from inference.repaint import ramp, soft_mask, splice
+from inference.render.repaint import ramp, soft_mask, splice
 from tests.test_source_tasks import REPAINT, RATE, SOURCE
 
 SPAN = (2.0, 6.0)
@@ -82,8 +82,8 @@ def test_the_source_is_injected_outside_the_span_for_the_first_steps_as_upstream
     """Upstream's rule, step by step: after step i < round((1 - s) * N), outside the span the latent is
     t_next * noise + (1 - t_next) * source with the run's own noise (a turbo model's last step never); after
     the last step the latent crossfade."""
-    from inference.repaint import RepaintMode, RepaintSteps
-    from inference.sampler_steps import Step
+    from inference.render.repaint import RepaintMode, RepaintSteps
+    from inference.render.sampler_steps import Step
 
     frames, steps = 40, 4
     gen = torch.Generator().manual_seed(0)
@@ -108,3 +108,21 @@ def test_the_source_is_injected_outside_the_span_for_the_first_steps_as_upstream
     latent = torch.full((2, frames, 3), 7.0)
     assert not torch.equal(half(latent, Step(latent, latent, 0.75, 0.5, 1, steps)), latent)
     assert torch.equal(half(latent, Step(latent, latent, 0.5, 0.25, 2, steps)), latent)
+
+
+def test_chunk_mask_mode_says_what_the_dit_is_told_of_the_span(loaded):
+    """auto (upstream's default) tells the DiT the whole song may change (upstream's sentinel, stored into a boolean
+    mask, reaches its DiT as 1); explicit gives it the span's own mask, 1 inside and 0 outside. Either way the
+    source is silenced in the span only."""
+    from tests.test_cover import dit_inputs
+
+    job = {**REPAINT, "repainting_start": SPAN[0], "repainting_end": SPAN[1]}
+    auto, explicit = dit_inputs(loaded, **job), dit_inputs(loaded, **job, chunk_mask_mode="explicit")
+    channels = auto[0]["context"].shape[-1] // 2
+    start, end = int(SPAN[0] * 25), int(SPAN[1] * 25)
+    for call in auto:
+        assert torch.equal(call["context"][..., channels:], torch.ones_like(call["context"][..., channels:]))
+    for call in explicit:
+        mask = call["context"][0, :, channels]
+        assert mask[start:end].eq(1).all() and mask[:start].eq(0).all() and mask[end:].eq(0).all()
+    torch.testing.assert_close(auto[0]["context"][..., :channels], explicit[0]["context"][..., :channels])

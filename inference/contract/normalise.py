@@ -45,7 +45,7 @@ UNSUPPORTED = frozenset({
     "use_adg", "guidance_variant", "guidance_params", "sampler_mode",
     "velocity_norm_threshold", "velocity_ema_factor", "eta", "momentum", "latent_shift", "latent_rescale",
     "use_tiled_decode",
-    "cover_noise_strength", "chunk_mask_mode", "lm_model_path", "lm_backend", "constrained_decoding_debug",
+    "cover_noise_strength", "lm_model_path", "lm_backend", "constrained_decoding_debug",
     "is_format_caption", "allow_lm_batch",
     "parallel_thinking", "src_audio_path", "ctx_audio_path", "reference_audio_path", "ref_audio_path",
 })

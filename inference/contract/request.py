@@ -232,6 +232,9 @@ class GenerateRequest(SongFields):
                                 "it), balanced (by repaint_strength) or aggressive (only what the model keeps).")
     repaint_strength: float = Field(0.5, ge=0.0, le=1.0, description="Balanced repaint: 0 keeps the source like "
                                                                      "conservative, 1 like aggressive but spliced.")
+    chunk_mask_mode: Literal["auto", "explicit"] = Field(
+        "auto", description="What a repaint or lego tells the DiT of its span: auto (upstream's default: the whole "
+                            "song may change, the span still decides what is kept) or explicit (the span's mask).")
     repaint_latent_crossfade_frames: int | None = Field(
         None, ge=0, le=250, description="Latent frames (25 a second) of crossfade at the span's edges; unset = the "
                                         "mode's (upstream accepts this and ignores it).")

@@ -63,13 +63,15 @@ class BucketConfig:
 _SESSION_LOCK = threading.Lock()
 _SESSION: list = []  # one boto3 session: it loads the S3 service model once
 MULTIPART_BYTES = 16 * 1024 * 1024  # objects from this size go up in parts, several at once
-UPLOAD_CONCURRENCY = 4  # songs of a batch uploaded at once (and parts of one large object)
+UPLOAD_CONCURRENCY = 4  # songs of a batch uploaded at once; parts of one large object share these
+POOL_CONNECTIONS = 16  # per client: the worker's delivery threads (4) x songs at once (4)
 
 
 def make_client(config: BucketConfig, attempts: int = 1):
     """A boto3 S3 client from the shared session (boto3 sessions are not thread-safe: made under a lock);
-    botocore's standard retry mode gives it ``attempts`` tries per call (with backoff and jitter, on throttling,
-    5xx answers and dropped connections only)."""
+    botocore's standard retry mode gives it ``attempts`` tries per call in all, only on throttling, 5xx answers
+    and dropped connections, after a jittered exponential wait (from 1 s for throttling, from 50 ms
+    otherwise)."""
     import boto3
     from botocore.config import Config
 
@@ -79,8 +81,8 @@ def make_client(config: BucketConfig, attempts: int = 1):
         return _SESSION[0].client(
             "s3", endpoint_url=config.endpoint_url, aws_access_key_id=config.access_key_id,
             aws_secret_access_key=config.secret_access_key, region_name=config.region or "us-east-1",
-            config=Config(signature_version="s3v4", retries={"max_attempts": attempts, "mode": "standard"},
-                          connect_timeout=5, read_timeout=60, max_pool_connections=2 * UPLOAD_CONCURRENCY,
+            config=Config(signature_version="s3v4", retries={"total_max_attempts": attempts, "mode": "standard"},
+                          connect_timeout=5, read_timeout=60, max_pool_connections=POOL_CONNECTIONS,
                           s3={"addressing_style": "path" if config.endpoint_url else "auto"}))
 
 
@@ -123,7 +125,7 @@ class S3Target:
     def check_fits(self, expected_bytes: int) -> None:
         """A bucket takes any size."""
 
-    def _put(self, client, audio: EncodedAudio, key: str) -> None:
+    def _put(self, client, audio: EncodedAudio, key: str, parts_at_once: int) -> None:
         """One object: a single PUT, or from ``MULTIPART_BYTES`` a multipart upload of several parts at once."""
         if len(audio.data) < MULTIPART_BYTES:
             client.put_object(Bucket=self.config.bucket, Key=key, Body=audio.data, ContentType=audio.content_type)
@@ -131,7 +133,7 @@ class S3Target:
         from boto3.s3.transfer import TransferConfig
 
         transfer = TransferConfig(multipart_threshold=MULTIPART_BYTES, multipart_chunksize=8 * 1024 * 1024,
-                                  max_concurrency=UPLOAD_CONCURRENCY)
+                                  max_concurrency=parts_at_once)
         client.upload_fileobj(io.BytesIO(audio.data), self.config.bucket, key,
                               ExtraArgs={"ContentType": audio.content_type}, Config=transfer)
 
@@ -141,15 +143,16 @@ class S3Target:
         keys = [object_key(self.config.prefix, job_id, audio.extension) for audio in audios]
         try:
             client = CLIENTS.get(self.config, self.attempts)
-            with ThreadPoolExecutor(max_workers=max(1, min(len(audios), UPLOAD_CONCURRENCY)),
-                                    thread_name_prefix="upload") as pool:
-                failures = [future.exception() for future in
-                            [pool.submit(self._put, client, audio, key) for audio, key in zip(audios, keys)]]
-            delivered = {i: Delivered(url=client.generate_presigned_url(
-                "get_object", Params={"Bucket": self.config.bucket, "Key": key}, ExpiresIn=self.config.url_expiry_s),
-                key=key) for i, (key, failure) in enumerate(zip(keys, failures)) if failure is None}
+            urls = [client.generate_presigned_url("get_object", Params={"Bucket": self.config.bucket, "Key": key},
+                                                  ExpiresIn=self.config.url_expiry_s) for key in keys]  # local
+            at_once = max(1, min(len(audios), UPLOAD_CONCURRENCY))
+            with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="upload") as pool:
+                futures = [pool.submit(self._put, client, audio, key, max(1, UPLOAD_CONCURRENCY // at_once))
+                           for audio, key in zip(audios, keys)]
+                failures = [future.exception() for future in futures]
         except Exception as err:  # noqa: BLE001 - whatever failed before any upload, every audio is kept
-            failures, delivered = [err] * len(audios), {}
+            failures, urls = [err] * len(audios), []
+        delivered = {i: Delivered(url=urls[i], key=keys[i]) for i, failure in enumerate(failures) if failure is None}
         if len(delivered) == len(audios):
             return [delivered[i] for i in range(len(audios))]
         first = next(f for f in failures if f is not None)
@@ -157,21 +160,24 @@ class S3Target:
         kept = undelivered.keep([a for i, a in enumerate(audios) if i not in delivered], job_id, self.keep_dir,
                                 self.keep_ttl_s)
         uploaded = [delivered[i] for i in sorted(delivered)]
-        note = f"; {len(uploaded)} of {len(audios)} were uploaded before the failure (listed in 'uploaded')" \
-            if uploaded else ""
+        note = f"; {len(uploaded)} of {len(audios)} were uploaded (listed in 'uploaded')" if uploaded else ""
         raise StorageError(f"{reason}{note}; {kept.describe(job_id)}", uploaded=uploaded)
 
     def _reason(self, err: BaseException) -> str:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        cause = err.__context__ if isinstance(err.__context__, ClientError) else err  # upload_fileobj wraps it
-        if isinstance(cause, ClientError):
-            tries = int(cause.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)) + 1
-            return f"upload to bucket '{self.config.bucket}' failed after {tries} attempt(s): {s3_reason(cause)}"
-        if isinstance(cause, BotoCoreError):  # no answer (refused, timed out): retried to the last attempt
+        from botocore.exceptions import ConnectionError as NoConnection
+        from botocore.exceptions import HTTPClientError
+
+        if isinstance(err, ClientError):
+            tries = int(err.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)) + 1
+            return f"upload to bucket '{self.config.bucket}' failed after {tries} attempt(s): {s3_reason(err)}"
+        if isinstance(err, (NoConnection, HTTPClientError)):  # no answer (refused, dropped): tried to the last
             return (f"upload to bucket '{self.config.bucket}' failed after {self.attempts} attempt(s): "
-                    f"{type(cause).__name__}")
-        return f"delivery to bucket '{self.config.bucket}' failed: {type(cause).__name__}"
+                    f"{type(err).__name__}")
+        if isinstance(err, BotoCoreError):
+            return f"upload to bucket '{self.config.bucket}' failed: {type(err).__name__}"
+        return f"delivery to bucket '{self.config.bucket}' failed: {type(err).__name__}"
 
 
 def s3_reason(err: Exception) -> str:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import torch
 
-from inference.patching import replaced
+from inference.render.patching import replaced
 
 TEXT2MUSIC_INSTRUCTION_TASK = "text2music"
 

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import torch
 
 from inference.contract import GenerateRequest
-from inference.patching import replaced
-from inference.sampler_steps import Step
+from inference.render.patching import replaced
+from inference.render.sampler_steps import Step
 
 FULL_CROSSFADE_FRAMES, FULL_CROSSFADE_S = 25, 0.05
 
@@ -82,7 +82,7 @@ def soft_mask(inside: torch.Tensor, frames: int) -> torch.Tensor:
 
 
 class RepaintSteps:
-    """The injection and the latent crossfade, as a step correction for ``inference.sampler_steps``; its source,
+    """The injection and the latent crossfade, as a step correction for ``inference.render.sampler_steps``; its source,
     noise and span are filled in by ``observe`` while the pipeline prepares them."""
 
     def __init__(self, mode: RepaintMode, is_turbo: bool):
@@ -128,6 +128,24 @@ class RepaintSteps:
 
         with replaced(pipe, prepare_src_latents=source, prepare_latents=noise, _build_chunk_mask=span):
             yield
+
+
+@contextmanager
+def whole_song_mask(pipe) -> Iterator[None]:
+    """``chunk_mask_mode: auto`` (upstream's default) for one call: the DiT's chunk-mask channels are 1 over the
+    whole song, as upstream's "model decides" sentinel reaches its DiT (stored into a boolean mask, it becomes
+    True); the span still decides which source frames are silenced and where the source is kept."""
+    forward = pipe.transformer.forward
+
+    def denoise(*args, **kwargs):
+        context = kwargs["context_latents"]
+        channels = context.shape[-1] // 2
+        kwargs = {**kwargs, "context_latents": torch.cat([context[..., :channels],
+                                                          torch.ones_like(context[..., channels:])], dim=-1)}
+        return forward(*args, **kwargs)
+
+    with replaced(pipe.transformer, forward=denoise):
+        yield
 
 
 def splice(generated: torch.Tensor, source: torch.Tensor, start_s: float, end_s: float, sample_rate: int,

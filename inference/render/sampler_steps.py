@@ -1,7 +1,7 @@
 """Upstream's corrections of each sampler step, added to diffusers' pipeline without forking it: for one pipeline
 call, the scheduler's ``step`` is wrapped so that what it returns is corrected before the pipeline goes on, in
-upstream's order: DCW (``inference.dcw``), then the repaint's source injection and, after the last step, its
-crossfade (``inference.repaint``). The wrapper sees what the pipeline's step callback does not: the velocity
+upstream's order: DCW (``inference.render.dcw``), then the repaint's source injection and, after the last step, its
+crossfade (``inference.render.repaint``). The wrapper sees what the pipeline's step callback does not: the velocity
 and the latent before the step, so the model's clean prediction ``x_before - v * t`` is exact, as upstream
 computes it.
 """
@@ -15,8 +15,8 @@ from typing import Protocol
 
 import torch
 
-from inference.dcw import DcwSettings, dcw_correct
-from inference.patching import replaced
+from inference.render.dcw import DcwSettings, dcw_correct
+from inference.render.patching import replaced
 
 
 @dataclass(frozen=True)
