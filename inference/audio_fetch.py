@@ -109,7 +109,7 @@ def _from_bucket(url: str, field: str, settings: Settings, s3_config: Any) -> by
     if not s3_config:
         raise InputError(f"{field}: an s3:// address is read with the job's own bucket credentials: give s3Config")
     config = bucket_from_job(s3_config, settings)
-    client = CLIENTS.get(config, 1)  # one client per bucket configuration, kept for the next job
+    client = CLIENTS.get(config, settings.upload_attempts)  # the same client delivery keeps for this bucket
     body = None
     try:
         head = client.head_object(Bucket=bucket, Key=key)

@@ -8,7 +8,6 @@ depend on the batch it ran in. Never imports runpod or an HTTP framework.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,20 +21,10 @@ from inference.accelerator_faults import out_of_memory
 from inference.hardware import free_accelerator_memory
 from inference.load import LoadedPipeline
 from inference.contract import DEFAULT_DURATION_S, SOURCE_AUDIO_TASKS, GenerateRequest, Metas
-from inference.render.cover import CoverSwitch
-from inference.render.dcw import DcwSettings
-from inference.render.pipeline_fixes import whole_frames
-from inference.render.repaint import RepaintSteps, repaint_mode, splice, whole_song_mask
-from inference.render.sampler_steps import Dcw, corrected_steps
+from inference.render.call import upstream_call
+from inference.render.repaint import splice
 from inference.seeds import generators_for, resolve_seeds
-from inference.render.source_task import (
-    SPANNED_TASKS,
-    audio_inputs_seed,
-    duration_warning,
-    pad_source,
-    seeded_global_rng,
-    source_layout,
-)
+from inference.render.source_task import SPANNED_TASKS, duration_warning, pad_source, source_layout
 from inference.vae_decode import anti_clip, decode_latents, normalise_levels, to_target_peak
 
 # progress(fraction 0..1, stage): the DiT's steps take the job to 0.9, the VAE decode and delivery the rest
@@ -113,7 +102,7 @@ def batch_key(request: GenerateRequest) -> tuple:
             request.track_name, tuple(request.track_classes or ()), request.cfg_interval_start,
             request.cfg_interval_end, tuple(request.timesteps or ()), request.dcw_enabled, request.dcw_mode,
             request.dcw_scaler, request.dcw_high_scaler, request.repaint_mode, request.repaint_strength,
-            request.chunk_mask_mode,
+            request.chunk_mask_mode if request.task_type in SPANNED_TASKS else None,
             request.repaint_latent_crossfade_frames, request.repaint_wav_crossfade_sec)
 
 
@@ -161,20 +150,9 @@ def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
 
     started = time.perf_counter()
     audio = None
-    rng = seeded_global_rng(loaded.device, audio_inputs_seed(first)) if audio_inputs else contextlib.nullcontext()
-    mode = repaint_mode(first) if layout is not None else None
-    repaint = RepaintSteps(mode, loaded.is_turbo) if mode else None
-    dcw = dcw_for(loaded, first)
-    corrections = [c for c in (Dcw(dcw) if dcw and dcw.active else None, repaint) if c is not None]
-    covering = first.task_type == "cover" or song_codes is not None
-    cover = CoverSwitch(first.audio_cover_strength) if covering and first.audio_cover_strength < 1.0 else None
-    spanned_auto = layout is not None and first.task_type in SPANNED_TASKS and first.chunk_mask_mode == "auto"
+    call = upstream_call(loaded, first, layout, bool(audio_inputs), song_codes is not None)
     try:
-        with torch.inference_mode(), rng, whole_frames(loaded.pipe), \
-                corrected_steps(loaded.pipe.scheduler, corrections), \
-                (repaint.observe(loaded.pipe) if repaint else contextlib.nullcontext()), \
-                (cover.observe(loaded.pipe) if cover else contextlib.nullcontext()), \
-                (whole_song_mask(loaded.pipe) if spanned_auto else contextlib.nullcontext()):
+        with torch.inference_mode(), call.context:
             output = loaded.pipe(
                 prompt=prompts, lyrics=lyrics, vocal_language=languages, audio_duration=duration,
                 num_inference_steps=steps, guidance_scale=1.0 if loaded.is_turbo else first.guidance_scale,
@@ -184,7 +162,7 @@ def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
                 src_audio=source if first.task_type in SOURCE_AUDIO_TASKS else None,  # text2music: ignored, as upstream
                 reference_audio=audio_inputs.get("reference_audio_base64"),
                 repainting_start=repaint_span[0], repainting_end=repaint_span[1],
-                audio_cover_strength=1.0 if cover else first.audio_cover_strength,
+                audio_cover_strength=call.cover_strength,
                 audio_codes=song_codes, instruction=first.instruction, track_name=first.track_name,
                 complete_track_classes=first.track_classes,
                 # upstream guides while start <= t <= end; the pipeline compares against 1 - t
@@ -194,9 +172,9 @@ def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
             if progress is not None:
                 progress(DIT_SHARE, "decoding")
             audio = decode_latents(loaded.pipe.vae, output.audios, loaded.vae_plan)
-            if mode is not None and mode.splice:  # between upstream's two level steps
+            if call.repaint is not None and call.repaint.splice:  # between upstream's two level steps
                 audio = to_target_peak(splice(anti_clip(audio), source, *repaint_span, loaded.sample_rate,
-                                              mode.wav_crossfade_s))
+                                              call.repaint.wav_crossfade_s))
             else:
                 audio = normalise_levels(audio)
             audio = audio.cpu().numpy()
@@ -228,12 +206,6 @@ def generate(loaded: LoadedPipeline, requests: list[GenerateRequest],
     if progress is not None:
         progress(0.95, "generated")
     return results
-
-
-def dcw_for(loaded: LoadedPipeline, request: GenerateRequest) -> DcwSettings | None:
-    """The request's DCW, or None when it is off (unset: on for turbo models, off for base/sft, as upstream)."""
-    enabled = request.dcw_enabled if request.dcw_enabled is not None else loaded.is_turbo
-    return DcwSettings(request.dcw_mode, request.dcw_scaler, request.dcw_high_scaler) if enabled else None
 
 
 def _out_of_memory_message(songs: int, duration: float) -> str:

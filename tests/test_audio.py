@@ -44,7 +44,7 @@ def test_mp3_bitrate_follows_the_request(kbps, encoder):
 def test_both_mp3_encoders_make_files_that_decode_to_the_song(encoder):
     samples = tone(3.0)
     audio, rate = decode(encode(samples, RATE, "mp3", mp3_encoder=encoder).data)
-    assert rate == RATE and audio.shape == (samples.shape[1], 2)  # gapless, both encoders
+    assert rate == RATE and audio.shape == (samples.shape[1], 2)  # gapless, both encoders, at 192 kbps
     n = min(audio.shape[0], samples.shape[1]) - 4000
     lag = int(np.argmax(np.correlate(audio[:4000, 0], samples[0, :2000], mode="valid")))  # the encoder's delay
     assert np.corrcoef(audio[lag:lag + n, 0], samples[0, :n])[0, 1] > 0.99
@@ -94,3 +94,13 @@ def test_an_mp3_decodes_to_exactly_the_song_sample_for_sample(kbps, channels):
         lags = range(-40, 41)
         fit = [np.dot(audio[100 + lag:20_100 + lag, 0], song[0, 100:20_100]) for lag in lags]
         assert lags[int(np.argmax(fit))] == 0
+
+
+def test_the_gapless_frame_is_added_only_to_what_lame_writes_and_only_once():
+    from inference.mp3_gapless import with_info_frame
+
+    song = encode(tone(1.0), RATE, "mp3")
+    assert with_info_frame(song.data, 48_000) == song.data  # it has one already: unchanged
+    free_format = bytes([0xFF, 0xFB, 0x04, 0x00]) + bytes(400)  # bitrate index 0: no frame size to walk by
+    assert with_info_frame(free_format, 1000) == free_format
+    assert with_info_frame(b"ID3\x04" + bytes(100), 1000) == b"ID3\x04" + bytes(100)

@@ -74,9 +74,14 @@ def test_jobs_that_differ_in_dcw_or_repaint_fields_never_share_a_batch():
     one = parse_generate_request(SONG)
     for change in ({"dcw_enabled": False}, {"dcw_mode": "pix"}, {"dcw_scaler": 0.1}, {"dcw_high_scaler": 0.1},
                    {"repaint_mode": "aggressive"}, {"repaint_strength": 0.2},
-                   {"repaint_latent_crossfade_frames": 3}, {"repaint_wav_crossfade_sec": 0.2},
-                   {"chunk_mask_mode": "explicit"}):
+                   {"repaint_latent_crossfade_frames": 3}, {"repaint_wav_crossfade_sec": 0.2}):
         assert run.batch_key(parse_generate_request({**SONG, **change})) != run.batch_key(one), change
+    from tests.test_source_tasks import REPAINT
+
+    repaint = parse_generate_request(REPAINT)
+    assert run.batch_key(parse_generate_request({**REPAINT, "chunk_mask_mode": "explicit"})) != run.batch_key(repaint)
+    # a text2music has no span: its chunk mask is the same either way, so it batches either way
+    assert run.batch_key(parse_generate_request({**SONG, "chunk_mask_mode": "explicit"})) == run.batch_key(one)
 
 
 def guided_steps(loaded, **fields) -> list[float]:

@@ -67,7 +67,7 @@ UPLOAD_CONCURRENCY = 4  # songs of a batch uploaded at once; parts of one large 
 POOL_CONNECTIONS = 16  # per client: the worker's delivery threads (4) x songs at once (4)
 
 
-def make_client(config: BucketConfig, attempts: int = 1):
+def make_client(config: BucketConfig, attempts: int = 2):
     """A boto3 S3 client from the shared session (boto3 sessions are not thread-safe: made under a lock);
     botocore's standard retry mode gives it ``attempts`` tries per call in all, only on throttling, 5xx answers
     and dropped connections, after a jittered exponential wait (from 1 s for throttling, from 50 ms
