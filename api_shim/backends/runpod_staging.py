@@ -18,10 +18,11 @@ from typing import Any
 from inference.contract import GenerateRequest
 from inference.contract.normalise import without_fields
 from inference.contract.vocabulary import AUDIO_URL_FIELDS
-from inference.delivery.buckets import BucketConfig, bucket_from_settings, make_client, s3_reason
+from inference.delivery.buckets import CLIENTS, BucketConfig, bucket_from_settings, s3_reason
 from inference.settings import Settings
 
 log = logging.getLogger("acestep.shim.runpod")
+ATTEMPTS = 2  # tries per bucket call (botocore's standard mode)
 STAGED_KEY = "staged_inputs:{}"  # task id -> the bucket keys of its staged inputs, in the store's shim_values
 MAX_PRESIGN_S = 7 * 24 * 3600  # SigV4's longest presigned URL
 URL_ROOM_BYTES = 4096  # what the presigned links add to a job, at most
@@ -49,17 +50,14 @@ def planned_keys(request: GenerateRequest, config: BucketConfig, task_id: str) -
 def upload_inputs(request: GenerateRequest, config: BucketConfig, keys: dict[str, str], expiry_s: float
                   ) -> dict[str, str]:
     """Put each audio input at its key; the presigned GET URL of each, by URL field. Blocking (boto3)."""
-    client = make_client(config)
-    try:
-        urls = {}
-        for file_field, key in keys.items():
-            client.put_object(Bucket=config.bucket, Key=key, Body=request.audio_input(file_field))
-            urls[URL_FOR_FILE[file_field]] = client.generate_presigned_url(
-                "get_object", Params={"Bucket": config.bucket, "Key": key},
-                ExpiresIn=int(min(max(expiry_s, 60), MAX_PRESIGN_S)))
-        return urls
-    finally:
-        client.close()
+    client = CLIENTS.get(config, ATTEMPTS)  # the shim's bucket: one client, kept
+    urls = {}
+    for file_field, key in keys.items():
+        client.put_object(Bucket=config.bucket, Key=key, Body=request.audio_input(file_field))
+        urls[URL_FOR_FILE[file_field]] = client.generate_presigned_url(
+            "get_object", Params={"Bucket": config.bucket, "Key": key},
+            ExpiresIn=int(min(max(expiry_s, 60), MAX_PRESIGN_S)))
+    return urls
 
 
 def _extension(data: bytes) -> str:
@@ -77,16 +75,13 @@ def remove_staged(config: BucketConfig, keys: list[str]) -> list[str]:
     if not keys:
         return []
     failed = []
-    client = make_client(config)
-    try:
-        for key in keys:
-            try:
-                client.delete_object(Bucket=config.bucket, Key=key)
-            except Exception as err:  # noqa: BLE001 - kept, and tried again at the next start
-                failed.append(key)
-                log.warning("removing staged audio input %s failed (%s); tried again at the next start", key,
-                            s3_reason(err))
-    finally:
-        client.close()
+    client = CLIENTS.get(config, ATTEMPTS)
+    for key in keys:
+        try:
+            client.delete_object(Bucket=config.bucket, Key=key)
+        except Exception as err:  # noqa: BLE001 - kept, and tried again at the next start
+            failed.append(key)
+            log.warning("removing staged audio input %s failed (%s); tried again at the next start", key,
+                        s3_reason(err))
     return failed
 

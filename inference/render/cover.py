@@ -25,6 +25,7 @@ class CoverSwitch:
     def __init__(self, strength: float):
         self.strength = strength
         self.text2music: torch.Tensor | None = None  # the text2music condition's encoder states
+        self.switched: dict | None = None  # the DiT's condition and context after the switch: the same every step
         self.calls = 0
 
     @contextmanager
@@ -56,7 +57,9 @@ class CoverSwitch:
             if self.calls >= switch_at:
                 if self.text2music is None:  # the pipeline changed under us: say so rather than cover at full strength
                     raise RuntimeError("the cover could not observe the pipeline's prompt to switch its condition")
-                kwargs = self._switched(pipe, kwargs)
+                if self.switched is None:
+                    self.switched = self._switched(pipe, kwargs)
+                kwargs = {**kwargs, **self.switched}
             self.calls += 1
             return transformer(*args, **kwargs)
 
@@ -65,6 +68,7 @@ class CoverSwitch:
             yield
 
     def _switched(self, pipe, kwargs: dict) -> dict:
+        """The text2music condition (with the null one beside it when guiding) and silence as the source."""
         states, context = kwargs["encoder_hidden_states"], kwargs["context_latents"]
         text2music = self.text2music.to(states.dtype)
         if states.shape[0] == 2 * text2music.shape[0]:  # guided: the null condition beside it
@@ -74,4 +78,4 @@ class CoverSwitch:
         silence, _ = pipe.prepare_src_latents(device=context.device, dtype=context.dtype, batch_size=1,
                                               latent_length=context.shape[1])
         context = torch.cat([silence.expand(context.shape[0], -1, -1), context[..., channels:]], dim=-1)
-        return {**kwargs, "encoder_hidden_states": text2music, "context_latents": context}
+        return {"encoder_hidden_states": text2music, "context_latents": context}
