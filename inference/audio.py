@@ -5,7 +5,8 @@ to integer PCM or a lossy codec, so a peak at full scale never wraps around. MP3
 requested kbps, by LAME through ``lameenc`` at LAME's recommended high quality (``-q 2``): measured side by
 side (``bench/encoders.py``) it costs about 40 % of the CPU time libsndfile's LAME does at the same bitrate,
 within 2 dB of its band-limited signal-to-error ratio; the gapless header it does not write is added
-(``inference.mp3_gapless``), so the file decodes to exactly the song. ``ACESTEP_MP3_ENCODER=libsndfile`` uses
+(``inference.mp3.gapless``), so the file decodes to exactly the song; a long song is encoded in parts on several
+cores at once and joined where no listener can hear it (``inference.mp3.split``). ``ACESTEP_MP3_ENCODER=libsndfile`` uses
 libsndfile instead (it maps a compression level in [0, 1] linearly onto 320..32 kbps). Everything else is
 libsndfile's (through soundfile), which no candidate beat for those formats. Opus only runs at
 8/12/16/24/48 kHz, which 48 kHz is.
@@ -14,7 +15,6 @@ libsndfile's (through soundfile), which no candidate beat for those formats. Opu
 from __future__ import annotations
 
 import io
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -23,7 +23,8 @@ import numpy as np
 import soundfile as sf
 
 from inference.contract import CONTENT_TYPES
-from inference.mp3_gapless import with_info_frame
+from inference.hardware import usable_cores
+from inference.mp3 import MP3_MAX_KBPS, MP3_MIN_KBPS, lame_mp3, parts_for
 
 # format -> (libsndfile container, subtype, file extension)
 _CODECS = {
@@ -34,7 +35,6 @@ _CODECS = {
     "ogg": ("OGG", "VORBIS", "ogg"),
     "opus": ("OGG", "OPUS", "opus"),
 }
-MP3_MIN_KBPS, MP3_MAX_KBPS = 32, 320
 # libsndfile compression levels (0 best, 1 smallest), measured on full-band stereo at 48 kHz:
 # vorbis 0.5 is about 170 kbps, opus 0.75 about 140 kbps; both transparent for music.
 _LOSSY_LEVELS = {"ogg": 0.5, "opus": 0.75}
@@ -90,29 +90,6 @@ def peak_safe(samples: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.clip(audio, -1.0, 1.0).T)
 
 
-LAME_QUALITY = 2  # LAME's -q: 0 slowest .. 9 fastest; 2 is its recommended high quality
-LAME_BLOCK_FRAMES = 10 * 48_000  # converted to 16-bit and fed to LAME a block at a time: bounded extra memory
-
-
-def lame_mp3(frames: np.ndarray, sample_rate: int, kbps: int) -> bytes:
-    """[frames, channels] float32 in [-1, 1] to constant-bitrate MP3 with LAME (``lameenc``), at the song's own
-    rate (LAME would otherwise resample low bitrates down, to 16-32 kHz)."""
-    import lameenc
-
-    encoder = lameenc.Encoder()
-    encoder.set_bit_rate(min(max(int(kbps), MP3_MIN_KBPS), MP3_MAX_KBPS))
-    encoder.set_in_sample_rate(sample_rate)
-    encoder.set_out_sample_rate(sample_rate)
-    encoder.set_channels(frames.shape[1])
-    encoder.set_quality(LAME_QUALITY)
-    out = bytearray()
-    for start in range(0, frames.shape[0], LAME_BLOCK_FRAMES):
-        block = np.rint(frames[start:start + LAME_BLOCK_FRAMES] * 32767.0).astype("<i2")
-        out += encoder.encode(block.tobytes())
-    out += encoder.flush()
-    return with_info_frame(bytes(out), frames.shape[0])  # gapless: decoded exactly as long as the song
-
-
 def encode(samples: np.ndarray, sample_rate: int, audio_format: str = "mp3", mp3_bitrate: int = 192,
            mp3_encoder: str = "lameenc") -> EncodedAudio:
     if audio_format not in _CODECS:
@@ -120,7 +97,7 @@ def encode(samples: np.ndarray, sample_rate: int, audio_format: str = "mp3", mp3
     container, subtype, extension = _CODECS[audio_format]
     frames = peak_safe(samples)
     if audio_format == "mp3" and mp3_encoder == "lameenc":
-        return _encoded(lame_mp3(frames, sample_rate, mp3_bitrate), audio_format, sample_rate, frames)
+        return _encoded(lame_mp3([frames], sample_rate, mp3_bitrate)[0], audio_format, sample_rate, frames)
     options: dict = {}
     if audio_format == "mp3":
         options = {"compression_level": mp3_compression_level(mp3_bitrate), "bitrate_mode": "CONSTANT"}
@@ -140,13 +117,19 @@ def _encoded(data: bytes, audio_format: str, sample_rate: int, frames: np.ndarra
 
 
 def encode_all(songs: list[np.ndarray], sample_rate: int, audio_format: str = "mp3",
-               mp3_bitrate: int = 192, mp3_encoder: str = "lameenc") -> list[EncodedAudio]:
-    """Encode several songs at once, one thread each up to the core count (libsndfile and LAME run without the
-    GIL)."""
+               mp3_bitrate: int = 192, mp3_encoder: str = "lameenc", threads: int | None = None) -> list[EncodedAudio]:
+    """Encode several songs at once on ``threads`` threads (unset: the cores this process may use; libsndfile
+    and LAME run without Python's lock). MP3 by LAME also cuts each song into parts, so a batch smaller than
+    the core count still keeps every core busy (``inference.mp3.split``); other formats take a thread per song."""
+    workers = max(1, threads or usable_cores())
     one = partial(encode, sample_rate=sample_rate, audio_format=audio_format, mp3_bitrate=mp3_bitrate,
                   mp3_encoder=mp3_encoder)
-    workers = min(len(songs), os.cpu_count() or 1)
-    if workers <= 1:
+    if workers == 1 or (len(songs) <= 1 and not (audio_format == "mp3" and mp3_encoder == "lameenc")):
         return [one(song) for song in songs]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="encode") as pool:
+        if audio_format == "mp3" and mp3_encoder == "lameenc":
+            frames = [peak_safe(song) for song in songs]
+            parts = parts_for(len(songs), workers, min(f.shape[0] for f in frames) / sample_rate)
+            encoded = lame_mp3(frames, sample_rate, mp3_bitrate, pool, parts)
+            return [_encoded(data, audio_format, sample_rate, f) for data, f in zip(encoded, frames, strict=True)]
         return list(pool.map(one, songs))

@@ -200,7 +200,8 @@ class GenerationService:
         if progress:
             progress(0.95, "encoding")
         encoded = encode_all([song.samples for song in generation.songs], self.loaded.sample_rate,
-                             request.audio_format, request.mp3_bitrate, self.settings.mp3_encoder)
+                             request.audio_format, request.mp3_bitrate, self.settings.mp3_encoder,
+                             self.settings.encode_threads)
         encode_s = time.perf_counter() - encode_started
 
         upload_started = time.perf_counter()

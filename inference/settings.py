@@ -2,25 +2,46 @@
 
 Each field's alias is the variable's name; the README's configuration table lists the same names
 (a test keeps the two in step). Nothing else in the project reads ``os.environ`` for configuration.
+
+``Settings`` is a pydantic-settings ``BaseSettings``, but only ``Settings.from_env()`` reads variables: it
+reads the process environment, or a given mapping in its place (os.environ untouched), through
+pydantic-settings' environment source. Names are case-sensitive, and a variable that is empty or only
+whitespace counts as unset. Constructing ``Settings(...)`` directly takes only the values given (by
+variable name or field name) and defaults for the rest, whatever the environment holds. No ``.env`` file
+or secrets folder is read, and no variable is split into nested fields.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 SEVEN_DAYS_S = 7 * 24 * 3600
 RUNPOD_VOLUME = "/runpod-volume"  # where RunPod mounts a serverless endpoint's network volume
 
 
-class Settings(BaseModel):
-    """Configuration of the worker and the API shim, read once at start-up."""
+class Environment(EnvSettingsSource):
+    """Variables of ``environ`` (the process environment when None), with empty or blank ones left out."""
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None = None):
+        self.environ = environ  # read by _load_env_vars, which the base class calls
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        found = super()._load_env_vars() if self.environ is None else self.environ
+        return {name: value for name, value in found.items() if value is not None and value.strip()}
+
+
+class Settings(BaseSettings):
+    """Configuration of the worker and the API shim, read once at start-up (``Settings.from_env()``)."""
+
+    model_config = SettingsConfigDict(
+        frozen=True, populate_by_name=True, extra="ignore", case_sensitive=True, env_prefix="",
+        env_ignore_empty=True, env_nested_delimiter=None, env_file=None, secrets_dir=None)
 
     # --- checkpoints and devices ---
     checkpoint_dir: Path = Field(
@@ -52,6 +73,11 @@ class Settings(BaseModel):
         "lameenc", alias="ACESTEP_MP3_ENCODER",
         description="MP3 encoder: lameenc (LAME at -q 2, about 40 % of the CPU time, bench/encoders.py) or "
                     "libsndfile.")
+    encode_threads: int | None = Field(
+        None, ge=1, le=256, alias="ACESTEP_ENCODE_THREADS",
+        description="Threads that encode a job's songs; an MP3 song is cut into parts so that a batch smaller than "
+                    "this still uses them all. Unset = the cores this process may use (its CPU affinity and "
+                    "container quota).")
     vae_chunk_s: float = Field(
         30.0, ge=1.0, le=600.0, alias="ACESTEP_VAE_CHUNK_S",
         description="Longer songs are VAE-decoded in chunks of this many seconds, joined by overlap-add: bounded "
@@ -192,11 +218,21 @@ class Settings(BaseModel):
         description="Shim: first retry delay in seconds for RunPod API calls; it doubles with each try.")
 
     @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only the constructor's values: ``Settings(...)`` never reads the environment, ``from_env`` does."""
+        return (init_settings,)
+
+    @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
-        env = os.environ if environ is None else environ
-        names = {field.alias for field in cls.model_fields.values()}
-        given = {name: env[name] for name in names if name in env and env[name].strip() != ""}
-        return cls.model_validate(given)
+        """The settings the process environment gives, or ``environ`` when given (os.environ is then not read)."""
+        return cls(**Environment(cls, environ)())
 
     @classmethod
     def env_names(cls) -> list[str]:

@@ -97,7 +97,7 @@ def test_an_mp3_decodes_to_exactly_the_song_sample_for_sample(kbps, channels):
 
 
 def test_the_gapless_frame_is_added_only_to_what_lame_writes_and_only_once():
-    from inference.mp3_gapless import with_info_frame
+    from inference.mp3.gapless import with_info_frame
 
     song = encode(tone(1.0), RATE, "mp3")
     assert with_info_frame(song.data, 48_000) == song.data  # it has one already: unchanged

@@ -38,3 +38,24 @@ def test_env_bucket_needs_name_and_both_keys():
     assert not Settings.from_env({"BUCKET_NAME": "b", "BUCKET_ACCESS_KEY_ID": "k"}).env_bucket_configured
     assert Settings.from_env({"BUCKET_NAME": "b", "BUCKET_ACCESS_KEY_ID": "k",
                               "BUCKET_SECRET_ACCESS_KEY": "s"}).env_bucket_configured
+
+
+def test_from_env_reads_the_process_environment_and_blank_variables_fall_back(monkeypatch):
+    monkeypatch.setenv("ACESTEP_DIT_MODEL", "from-the-process")
+    monkeypatch.setenv("ACESTEP_API_PORT", "9100")
+    monkeypatch.setenv("BUCKET_PREFIX", " \t ")
+    monkeypatch.setenv("ACESTEP_MAX_DURATION", "")
+    monkeypatch.delenv("ACESTEP_WARMUP", raising=False)
+    monkeypatch.setenv("acestep_warmup", "false")  # names are case-sensitive
+    s = Settings.from_env()
+    assert s.dit_model == "from-the-process" and s.api_port == 9100
+    assert s.bucket_prefix == "acestep" and s.max_duration_s is None and s.warmup is True
+
+
+def test_only_from_env_reads_the_process_environment(monkeypatch):
+    monkeypatch.setenv("ACESTEP_DIT_MODEL", "from-the-process")
+    monkeypatch.setenv("ACESTEP_WARMUP", "false")
+    assert Settings.from_env({"ACESTEP_API_PORT": "9100"}).dit_model == "acestep-v15-turbo"  # the mapping only
+    direct = Settings(ACESTEP_API_PORT=9100)  # given values, defaults for the rest
+    assert direct.api_port == 9100 and direct.dit_model == "acestep-v15-turbo" and direct.warmup is True
+    assert Settings(api_port=9100, UNRELATED="x").api_port == 9100  # by field name too; unknown names ignored

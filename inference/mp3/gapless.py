@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import struct
 
-SAMPLES_PER_FRAME = 1152  # MPEG-1 Layer III
+from inference.mp3.frames import KBPS, SAMPLES_PER_FRAME, frame_size
+
 TAG_BYTES = 36 + 156  # header and two channels' side information, then the Xing and LAME fields
 LAME_DELAY = 576  # LAME's own encoder delay; decoders add theirs (529) and skip both
-_KBPS = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
-_RATES = (44100, 48000, 32000)
 
 
 def _crc16(data: bytes, crc: int = 0) -> int:
@@ -32,11 +31,10 @@ def _crc16(data: bytes, crc: int = 0) -> int:
 
 
 def _frame_bytes(header: bytes) -> int:
-    if header[0] != 0xFF or header[1] & 0xFE != 0xFA:  # sync, MPEG-1, Layer III
-        raise ValueError("not an MPEG-1 Layer III frame")
-    if not 0 < header[2] >> 4 < 15 or (header[2] >> 2) & 3 == 3:  # free format, a bad bitrate or rate index
-        raise ValueError("not a constant-bitrate frame LAME writes")
-    return 144_000 * _KBPS[header[2] >> 4] // _RATES[(header[2] >> 2) & 3] + ((header[2] >> 1) & 1)
+    size = frame_size(header)
+    if size is None:
+        raise ValueError("not a constant-bitrate MPEG-1 Layer III frame LAME writes")
+    return size
 
 
 def with_info_frame(mp3: bytes, samples: int) -> bytes:
@@ -59,7 +57,7 @@ def with_info_frame(mp3: bytes, samples: int) -> bytes:
     while True:
         header = bytes([first[0], first[1] | 0x01, (index << 4) | (first[2] & 0x0D), first[3]])  # no CRC or pad
         size = _frame_bytes(header)
-        if size >= TAG_BYTES or index == len(_KBPS) - 1:
+        if size >= TAG_BYTES or index == len(KBPS) - 1:
             break
         index += 1
     padding = frames * SAMPLES_PER_FRAME - LAME_DELAY - samples
@@ -67,7 +65,7 @@ def with_info_frame(mp3: bytes, samples: int) -> bytes:
         return mp3
     side_info = 17 if first[3] >> 6 == 3 else 32  # mono or two channels
     total = size + len(mp3)
-    kbps = _KBPS[first[2] >> 4]  # the music's
+    kbps = KBPS[first[2] >> 4]  # the music's
     tag = bytearray(header + bytes(side_info))
     tag += b"Info" + struct.pack(">III", 0x0F, frames, total)
     tag += bytes(int(i * 256 / 100) for i in range(100))  # constant bitrate: a straight line
