@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api_shim import audio_files
 from api_shim.backends import Backend, make_backend
 from api_shim.envelope import ApiError, Envelope, ErrorEnvelope, failure, ok
+from api_shim.lora_routes import register_lora_routes
 from api_shim.random_samples import random_sample
 from api_shim.models import HealthData, QueryResultItem, QueryResultRequest, ReleaseTaskData, StatsData
 from api_shim.requests_in import BodyBudget, authorize, body_limit, read_body
@@ -171,6 +172,8 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         backend = backend_of(request)
         return await audio_files.serve(request, path, settings.shim_output_dir, backend.store, request.app.state.http,
                                        settings.allow_private_endpoints)
+
+    register_lora_routes(app, settings, lambda request: object_body_of(request, "query_result"))
 
     @app.get("/v1/stats", response_model=Envelope[StatsData], responses=_ERRORS)
     async def stats(request: Request):

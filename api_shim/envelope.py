@@ -47,7 +47,10 @@ def ok(data: Any, status: int = 200) -> JSONResponse:
                         status_code=status)
 
 
-def failure(status: int, message: str, data: Any = None, headers: dict[str, str] | None = None) -> JSONResponse:
+def failure(status: int, message: str, data: Any = None, headers: dict[str, str] | None = None,
+            http_status: int | None = None) -> JSONResponse:
+    """The envelope of a refusal; ``http_status`` when the HTTP answer is not ``status`` (upstream answers some
+    refusals with HTTP 200 and the code in the envelope)."""
     data = jsonable_encoder(data)
     body = {"data": data, "code": status, "error": message, "timestamp": now_ms(), "extra": None, "detail": message}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(body, status_code=http_status or status, headers=headers)

@@ -33,13 +33,12 @@ import torch
 
 from builder.fetch_checkpoints import copy_resumable
 from builder.layout import OPTIONAL_TOKENIZER_FILES, TEXT_ENCODER_DIR, TOKENIZER_FILES, VAE_DIR
+from builder.original_names import RENAMES, transformer_name
 
 SILENCE_FRAMES = 15000
 MODULES = ("transformer", "condition_encoder", "audio_tokenizer", "audio_token_detokenizer")
 ROUTES = (("decoder.", "transformer"), ("encoder.", "condition_encoder"), ("tokenizer.", "audio_tokenizer"),
           ("detokenizer.", "audio_token_detokenizer"))
-RENAMES = ((".q_proj.", ".to_q."), (".k_proj.", ".to_k."), (".v_proj.", ".to_v."), (".o_proj.", ".to_out.0."),
-           (".q_norm.", ".norm_q."), (".k_norm.", ".norm_k."))
 # non-persistent buffers that a strict load would trip over, should a file ever carry them
 STRAY = re.compile(r"(\.rotary_emb\.inv_freq$|quantizer\.layers\.|quantizer\.scales$)")
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -94,10 +93,10 @@ def route(state: dict[str, torch.Tensor]) -> tuple[dict[str, dict[str, torch.Ten
             if key.startswith(prefix):
                 rest = key[len(prefix):]
                 if module == "transformer":
-                    rest = re.sub(r"^proj_in\.1\.", "proj_in_conv.", rest)
-                    rest = re.sub(r"^proj_out\.1\.", "proj_out_conv.", rest)
-                for old, new in RENAMES:
-                    rest = rest.replace(old, new)
+                    rest = transformer_name(rest)
+                else:
+                    for old, new in RENAMES:
+                        rest = rest.replace(old, new)
                 groups[module][rest] = tensor
                 break
         else:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -40,20 +41,34 @@ def fetch_audio_inputs(request, settings: Settings, s3_config: Any = None, polic
         url = getattr(request, url_field)
         if url is None:
             continue
-        data = _from_bucket(url, url_field, settings, s3_config) if url.startswith("s3://") else \
+        data = from_bucket(url, url_field, settings, s3_config) if url.startswith("s3://") else \
             fetch_http(url, url_field, policy)
         check_audio_header(data, url_field)
         request.set_audio_input(file_field, data)
 
 
-def fetch_http(url: str, field: str, policy: Policy, timeout_s: float = FETCH_TIMEOUT_S) -> bytes:
+@dataclass(frozen=True)
+class Fetched:
+    """What is fetched, for the messages and the cap: the audio (the default), or a LoRA adapter."""
+
+    what: str = "audio"
+    max_bytes: int = MAX_AUDIO_INPUT_BYTES
+
+
+AUDIO = Fetched()
+
+
+def fetch_http(url: str, field: str, policy: Policy, timeout_s: float = FETCH_TIMEOUT_S,
+               kind: Fetched = AUDIO) -> bytes:
+    """GET ``url`` under the address policy, at most ``kind.max_bytes`` within ``timeout_s``."""
+    what = kind.what
     deadline = time.monotonic() + timeout_s
     with httpx.Client(follow_redirects=False, trust_env=False) as client:
         for _ in range(MAX_REDIRECTS + 1):
             address = policy(url, field)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise InputError(f"{field}: the audio did not arrive within {timeout_s:g} s")
+                raise InputError(f"{field}: the {what} did not arrive within {timeout_s:g} s")
             parts = urlsplit(url)
             pinned = parts._replace(netloc=_netloc(address, parts)).geturl()
             try:
@@ -63,15 +78,15 @@ def fetch_http(url: str, field: str, policy: Policy, timeout_s: float = FETCH_TI
                     if response.is_redirect:
                         url = urljoin(url, response.headers.get("location", ""))
                         if urlsplit(url).scheme not in ("http", "https"):
-                            raise InputError(f"{field}: the audio's server redirected to a non-http(s) address")
+                            raise InputError(f"{field}: the {what}'s server redirected to a non-http(s) address")
                         continue
                     if response.status_code != 200:
-                        raise InputError(f"{field}: the audio's server answered HTTP {response.status_code}")
-                    return _read_capped(response, field, deadline, timeout_s)
+                        raise InputError(f"{field}: the {what}'s server answered HTTP {response.status_code}")
+                    return _read_capped(response, field, deadline, timeout_s, kind)
             except httpx.TimeoutException:
-                raise InputError(f"{field}: the audio did not arrive within {timeout_s:g} s") from None
+                raise InputError(f"{field}: the {what} did not arrive within {timeout_s:g} s") from None
             except httpx.HTTPError as err:
-                raise InputError(f"{field}: the audio could not be fetched ({type(err).__name__})") from None
+                raise InputError(f"{field}: the {what} could not be fetched ({type(err).__name__})") from None
     raise InputError(f"{field}: more than {MAX_REDIRECTS} redirects")
 
 
@@ -80,24 +95,27 @@ def _netloc(address: str, parts) -> str:
     return f"{host}:{parts.port}" if parts.port else host
 
 
-def _read_capped(response: httpx.Response, field: str, deadline: float, timeout_s: float) -> bytes:
+def _read_capped(response: httpx.Response, field: str, deadline: float, timeout_s: float, kind: Fetched) -> bytes:
     declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_AUDIO_INPUT_BYTES:
-        raise _too_large(field, f" (the server says {int(declared)} bytes)")
+    if declared.isdigit() and int(declared) > kind.max_bytes:
+        raise too_large(field, kind, f" (the server says {int(declared)} bytes)")
     chunks, size = [], 0
     for chunk in response.iter_raw():  # as it arrives, so the deadline is checked often
         size += len(chunk)
-        if size > MAX_AUDIO_INPUT_BYTES:
-            raise _too_large(field)
+        if size > kind.max_bytes:
+            raise too_large(field, kind)
         if time.monotonic() > deadline:
-            raise InputError(f"{field}: the audio did not arrive within {timeout_s:g} s")
+            raise InputError(f"{field}: the {kind.what} did not arrive within {timeout_s:g} s")
         chunks.append(chunk)
     if not size:
-        raise InputError(f"{field}: the audio's server sent an empty file")
+        raise InputError(f"{field}: the {kind.what}'s server sent an empty file")
     return b"".join(chunks)
 
 
-def _from_bucket(url: str, field: str, settings: Settings, s3_config: Any) -> bytes:
+def from_bucket(url: str, field: str, settings: Settings, s3_config: Any, kind: Fetched = AUDIO,
+                timeout_s: float = FETCH_TIMEOUT_S) -> bytes:
+    """``s3://bucket/key`` read with the job's own bucket credentials, at most ``kind.max_bytes`` within
+    ``timeout_s``."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from inference.delivery.buckets import CLIENTS, bucket_from_job
@@ -113,27 +131,27 @@ def _from_bucket(url: str, field: str, settings: Settings, s3_config: Any) -> by
     body = None
     try:
         head = client.head_object(Bucket=bucket, Key=key)
-        if head.get("ContentLength", 0) > MAX_AUDIO_INPUT_BYTES:
-            raise _too_large(field)
+        if head.get("ContentLength", 0) > kind.max_bytes:
+            raise too_large(field, kind)
         body = client.get_object(Bucket=bucket, Key=key)["Body"]
-        deadline = time.monotonic() + FETCH_TIMEOUT_S
+        deadline = time.monotonic() + timeout_s
         chunks, size = [], 0
         for chunk in body.iter_chunks(CHUNK):
             size += len(chunk)
-            if size > MAX_AUDIO_INPUT_BYTES or time.monotonic() > deadline:
-                raise _too_large(field, f", read within {FETCH_TIMEOUT_S:g} s")
+            if size > kind.max_bytes or time.monotonic() > deadline:
+                raise too_large(field, kind, f", read within {timeout_s:g} s")
             chunks.append(chunk)
         data = b"".join(chunks)
     except (BotoCoreError, ClientError) as err:
         code = getattr(err, "response", {}).get("Error", {}).get("Code", type(err).__name__)
-        raise InputError(f"{field}: the audio could not be read from the bucket ({code})") from None
+        raise InputError(f"{field}: the {kind.what} could not be read from the bucket ({code})") from None
     finally:
         if body is not None:
             body.close()  # its connection goes back to the client's pool
-    if len(data) > MAX_AUDIO_INPUT_BYTES:
-        raise _too_large(field)
+    if len(data) > kind.max_bytes:
+        raise too_large(field, kind)
     return data
 
 
-def _too_large(field: str, detail: str = "") -> InputError:
-    return InputError(f"{field} must be at most {MAX_AUDIO_INPUT_BYTES // (1024 * 1024)} MiB of audio{detail}")
+def too_large(field: str, kind: Fetched = AUDIO, detail: str = "") -> InputError:
+    return InputError(f"{field} must be at most {kind.max_bytes // (1024 * 1024)} MiB of {kind.what}{detail}")

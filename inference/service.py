@@ -24,6 +24,7 @@ from inference.lm.load import load_lm
 from inference.lm.planner import LmPlanner
 from inference.lm.sampling import Sampling
 from inference.lm.stage import Prepared, prepare, user_metas
+from inference.lora.library import Active, LoraLibrary, batch_part
 from inference.load import LoadedPipeline, load_pipeline
 from inference.model_catalog import describe_models
 from inference.contract import (
@@ -32,6 +33,7 @@ from inference.contract import (
     FormatInputResponse,
     GenerateRequest,
     GenerateResponse,
+    LoraInfo,
     ModelsResponse,
     Timings,
     parse_format_input_request,
@@ -58,6 +60,7 @@ class Staged:
     progress: run.ProgressFn | None = None
     audio_inputs: dict[str, torch.Tensor] = field(default_factory=dict)
     prepared: Prepared | None = None
+    adapters: tuple[Active, ...] = ()  # its LoRA adapters, checked at admission
     cancelled: threading.Event = field(default_factory=threading.Event)  # its caller stopped waiting
 
 
@@ -79,6 +82,7 @@ class GenerationService:
         self.loaded = loaded
         self.settings = settings
         self.planner = planner
+        self.lora = LoraLibrary(settings, loaded.pipe.transformer)
 
     @classmethod
     def start(cls, settings: Settings) -> "GenerationService":
@@ -92,8 +96,9 @@ class GenerationService:
         return self.planner.name if self.planner else None
 
     def models(self) -> ModelsResponse:
-        return describe_models(self.loaded.dit_model, self.planner.name if self.planner else None,
-                               self.loaded.is_turbo, self.loaded.supports_audio_codes)
+        described = describe_models(self.loaded.dit_model, self.planner.name if self.planner else None,
+                                    self.loaded.is_turbo, self.loaded.supports_audio_codes)
+        return described.model_copy(update={"lora_adapters": [LoraInfo(**a) for a in self.lora.available()]})
 
     def format_input(self, job_input: Any) -> FormatInputResponse:
         """The LM rewrites caption and lyrics and fills in the metadata the caller did not give."""
@@ -141,7 +146,8 @@ class GenerationService:
         audio_inputs = decode_audio_inputs(request, self.loaded.sample_rate)
         if request.audio_duration is not None or self.planner is None:  # else the LM chooses it: checked in plan
             self._check_deliverable(request, target, audio_inputs)
-        return Staged(job_id, request, target, started, progress, audio_inputs)
+        adapters = self.lora.resolve(request.lora, s3_config)  # found, fetched and checked off the GPU thread
+        return Staged(job_id, request, target, started, progress, audio_inputs, adapters=adapters)
 
     def plan(self, staged: Staged) -> Staged:
         """The 5 Hz LM's part of staging (on the GPU thread): plan, rewrite, audio codes, as the request asks."""
@@ -163,7 +169,7 @@ class GenerationService:
     @staticmethod
     def batch_key(staged: Staged) -> tuple:
         """Staged jobs with equal keys can be rendered in one pipeline call."""
-        return run.batch_key(staged.prepared.request), staged.prepared.codes is None
+        return run.batch_key(staged.prepared.request), staged.prepared.codes is None, batch_part(staged.adapters)
 
     @staticmethod
     def batch_size(staged: Staged) -> int:
@@ -180,6 +186,7 @@ class GenerationService:
             for listener in listeners:
                 listener(fraction, stage)
 
+        self.lora.activate(self.loaded.pipe, staged[0].adapters)  # the batch's adapters, or none at all
         generations = run.generate(self.loaded, [s.prepared.request for s in staged], progress,
                                    [s.prepared.codes for s in staged], staged[0].audio_inputs)
         if len(staged) > 1:

@@ -102,6 +102,19 @@ class Settings(BaseSettings):
     max_batch_size: int | None = Field(
         None, alias="ACESTEP_MAX_BATCH_SIZE", description="Largest batch; unset = by GPU tier.")
 
+    # --- LoRA adapters (README "LoRA adapters") ---
+    lora_dir: Path | None = Field(
+        None, alias="ACESTEP_LORA_DIR",
+        description="Folder of LoRA adapters a request names (<name>.safetensors or a folder <name>/); unset = "
+                    "/runpod-volume/loras when a RunPod network volume holds one, else none by name.")
+    lora_cache_mb: int = Field(
+        2048, ge=0, alias="ACESTEP_LORA_CACHE",
+        description="MiB of LoRA adapters kept loaded (least recently used go first), so a second request for "
+                    "one pays nothing; 0 = each is loaded for its job and dropped after.")
+    lora_max_mb: int = Field(
+        512, ge=1, le=16384, alias="ACESTEP_LORA_MAX_MB",
+        description="Largest LoRA adapter file, in MiB (checked before it is read or downloaded).")
+
     # --- outputs and storage (docs/api.md section 5) ---
     output_dir: Path | None = Field(
         None, alias="ACESTEP_OUTPUT_DIR",
@@ -294,6 +307,21 @@ class Settings(BaseSettings):
             return self.undelivered_dir
         volume = Path(RUNPOD_VOLUME)
         return volume / "acestep-undelivered" if volume.is_dir() else Path("/tmp/acestep-undelivered")
+
+    @property
+    def lora_folder(self) -> Path | None:
+        if self.lora_dir is not None:
+            return self.lora_dir
+        volume = Path(RUNPOD_VOLUME) / "loras"
+        return volume if volume.is_dir() else None
+
+    @property
+    def lora_max_bytes(self) -> int:
+        return self.lora_max_mb * 1024 * 1024
+
+    @property
+    def lora_cache_bytes(self) -> int:
+        return self.lora_cache_mb * 1024 * 1024
 
     @property
     def env_bucket_configured(self) -> bool:

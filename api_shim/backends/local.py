@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any
 
+from api_shim.lora_routes import LoraDefaults
 from api_shim.envelope import ApiError
 from api_shim.models import DEFAULT_AVG_JOB_S, HealthData, QueryResultItem, ReleaseTaskData, StatsData
 from api_shim.task_store import TaskStore
@@ -47,6 +48,7 @@ class LocalBackend:
         self._running: set[asyncio.Task] = set()
         self._thread = threading.Thread(target=self._load, name="acestep-load", daemon=True)
         self._target = LocalTarget(settings.shim_audio_dir)
+        self.lora_defaults = LoraDefaults()  # the server's adapters, set by /v1/lora/*
 
     # --- lifecycle ---
     async def start(self) -> None:
@@ -131,6 +133,7 @@ class LocalBackend:
 
     async def submit(self, body: dict[str, Any]) -> ReleaseTaskData:
         service = self._require_ready()
+        body = self.lora_defaults.apply(body)  # the server's adapters (/v1/lora/*) for a task that names none
         try:  # base64 audio inputs can be tens of MB: decode them off the event loop
             request = await asyncio.to_thread(service.parse, body)
         except (InputError, UnsupportedError) as err:

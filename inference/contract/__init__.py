@@ -26,6 +26,7 @@ from inference.contract.responses import (
     FormatInputResponse,
     GenerateResponse,
     LmModelInfo,
+    LoraInfo,
     Metas,
     ModelInfo,
     ModelsResponse,
@@ -50,7 +51,7 @@ __all__ = [
     "ANY_DEPLOYMENT", "ALIASES", "AUDIO_FORMATS", "AUDIO_INPUT_FIELDS", "BASE_MODEL_TASKS", "CONTENT_TYPES", "DEFAULT_DURATION_S",
     "ENVELOPE_KEYS", "MAX_DURATION_S", "SEED_MAX", "SOURCE_AUDIO_TASKS", "TASK_TYPES", "VALID_KEYSCALES",
     "VALID_LANGUAGES", "VALID_TIME_SIGNATURES", "AudioOut", "ErrorResponse", "FormatInputRequest",
-    "FormatInputResponse", "GenerateRequest", "GenerateResponse", "Limits", "LmModelInfo", "Metas", "ModelInfo",
+    "FormatInputResponse", "GenerateRequest", "GenerateResponse", "Limits", "LmModelInfo", "LoraInfo", "Metas", "ModelInfo",
     "ModelsResponse", "SongFields", "Timings", "check_audio_header", "decode_base64", "describe_validation_error",
     "merge_sources", "parse_format_input_request", "parse_generate_request", "unreadable_audio",
 ]

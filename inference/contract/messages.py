@@ -49,17 +49,33 @@ def _range_text(name: str, model: type[BaseModel]) -> str:
     return f"between {lo:g} and {hi:g}{' ' + unit if unit else ''}"
 
 
+def _item_model(field: FieldInfo | None) -> type[BaseModel] | None:
+    """The model of a field that is a list of models (``lora``), else None."""
+    args = getattr(field.annotation, "__args__", ()) if field is not None else ()
+    return args[0] if len(args) == 1 and isinstance(args[0], type) and issubclass(args[0], BaseModel) else None
+
+
+def _where(loc: tuple, model: type[BaseModel]) -> tuple[str, str, type[BaseModel]]:
+    """(the name a message gives, the field whose range it names, that field's model) of an error's location:
+    ``lora[1].scale`` inside a list of models, else the names joined by dots."""
+    if len(loc) >= 2 and isinstance(loc[1], int) and (inner := _item_model(model.model_fields.get(str(loc[0])))):
+        rest = [str(p) for p in loc[2:] if not isinstance(p, int)]
+        return f"{loc[0]}[{loc[1]}]" + "".join(f".{p}" for p in rest), (rest[-1] if rest else ""), inner
+    name = ".".join(str(p) for p in loc if not isinstance(p, int)) or "input"
+    return name, name, model
+
+
 def describe_validation_error(err: ValidationError, model: type[BaseModel]) -> str:
     """One line per problem, joined by '; ', each naming the field and what is allowed."""
     parts = []
     for item in err.errors(include_url=False):
-        name = ".".join(str(p) for p in item["loc"] if not isinstance(p, int)) or "input"
+        name, field_name, owner = _where(tuple(item["loc"]), model)
         # a union (seed) reports one error per member type: keep the first
         if any(p.startswith(f"{name} ") for p in parts):
             continue
         kind, given = item["type"], item.get("input")
         if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}:
-            parts.append(f"{name} must be {_range_text(name, model)} (got {clip(given)})")
+            parts.append(f"{name} must be {_range_text(field_name, owner)} (got {clip(given)})")
         elif kind == "string_too_long":
             limit = item.get("ctx", {}).get("max_length")
             parts.append(f"{name} must be at most {limit} characters (got {len(given)})")
@@ -71,13 +87,19 @@ def describe_validation_error(err: ValidationError, model: type[BaseModel]) -> s
             message = str(item.get("ctx", {}).get("error", item["msg"]))
             parts.append(message if name == "input" else f"{name} {message}")
         elif kind in {"int_parsing", "int_parsing_size", "int_from_float", "int_type", "finite_number"}:
-            extra = f" {_range_text(name, model)}" if _range_text(name, model) else ""
+            extra = f" {_range_text(field_name, owner)}" if _range_text(field_name, owner) else ""
             parts.append(f"{name} must be an integer{extra} (got {clip(given)})")
         elif kind in {"float_parsing", "float_type"}:
-            extra = f" {_range_text(name, model)}" if _range_text(name, model) else ""
+            extra = f" {_range_text(field_name, owner)}" if _range_text(field_name, owner) else ""
             parts.append(f"{name} must be a number{extra} (got {clip(given)})")
         elif kind in {"bool_parsing", "bool_type"}:
             parts.append(f"{name} must be true or false (got {clip(given)})")
+        elif kind == "too_long":
+            parts.append(f"{name} must have at most {item.get('ctx', {}).get('max_length')} items")
+        elif kind == "extra_forbidden":
+            parts.append(f"{name} is not a field it takes")
+        elif kind == "list_type":
+            parts.append(f"{name} must be a list or one item (got {type(given).__name__})")
         elif kind == "string_type":
             parts.append(f"{name} must be a string (got {type(given).__name__})")
         else:

@@ -30,7 +30,8 @@ _BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!--
 def _range(info: FieldInfo) -> str:
     for rule in info.metadata:
         if getattr(rule, "max_length", None) is not None:
-            return f"at most {rule.max_length} characters"
+            unit = "items" if str(info.annotation).startswith("list[") else "characters"
+            return f"at most {rule.max_length} {unit}"
     lo, hi, strict_lo, unit = field_bounds(info)
     if lo is None or hi is None:
         return "" if lo is None and hi is None else (f"at least {lo:g}" if hi is None else f"at most {hi:g}")
@@ -40,6 +41,7 @@ def _range(info: FieldInfo) -> str:
 
 def _type(info: FieldInfo) -> str:
     text = str(info.annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
+    text = re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", text)  # a model by its own name: list[LoraRef]
     choices = re.match(r"Literal\[(.*)\]", text)
     if choices:
         return "one of " + choices.group(1).replace("'", "`")

@@ -31,6 +31,7 @@ from inference.contract.audio_codes import (
     parse_audio_codes,
 )
 from inference.contract.audio_header import check_audio_header, decode_base64
+from inference.contract.lora import LORA_MAX_ADAPTERS, LoraRef, as_list
 from inference.contract.messages import clip, describe_validation_error
 from inference.contract.normalise import is_unset, merge_sources
 from inference.contract.vocabulary import (
@@ -250,6 +251,10 @@ class GenerateRequest(SongFields):
     dcw_high_scaler: float = Field(0.02, ge=0.0, le=1.0, description="DCW's strength in the high band (double).")
     dcw_wavelet: Literal["haar"] = Field("haar", description="DCW's wavelet: haar, upstream's default, is the one "
                                                              "this worker has.")
+    lora: list[LoraRef] = Field(
+        default_factory=list, max_length=LORA_MAX_ADAPTERS,
+        description="LoRA adapters to render with: one or a list of {name | path | url, scale (0-2, default 1)}; "
+                    "a bare string is a name under ACESTEP_LORA_DIR. Safetensors files only.")
     audio_format: Literal["mp3", "wav", "wav32", "flac", "ogg", "opus"] = Field(
         "mp3", description="mp3, wav (16-bit), wav32 (32-bit float), flac, ogg (Vorbis) or opus.")
     mp3_bitrate: int = Field(192, ge=32, le=320, json_schema_extra={"unit": "kbps"},
@@ -259,6 +264,11 @@ class GenerateRequest(SongFields):
     _audio_bytes: dict[str, bytes] = PrivateAttr(default_factory=dict)
 
     # --- field rules ---------------------------------------------------------------------------
+    @field_validator("lora", mode="before")
+    @classmethod
+    def _lora_list(cls, value):
+        return as_list(value)
+
     @field_validator("lm_top_k", mode="before")
     @classmethod
     def _unset_top_k(cls, value):

@@ -78,12 +78,22 @@ class LmModelInfo(BaseModel):
     is_loaded: bool
 
 
+class LoraInfo(BaseModel):
+    """A LoRA adapter a request can name (``lora``: its ``name``), from the worker's ACESTEP_LORA_DIR."""
+
+    name: str
+    layout: str = Field(description="file (<name>.safetensors), diffusers (save_lora_weights' folder) or ace-step "
+                                    "(the trainer's adapter folder)")
+    bytes: int
+
+
 class ModelsResponse(BaseModel):
     models: list[ModelInfo]
     default_model: str
     lm_models: list[LmModelInfo] = Field(default_factory=list)
     loaded_lm_model: str | None = None
     llm_initialized: bool = False
+    lora_adapters: list[LoraInfo] = Field(default_factory=list, description="Adapters under ACESTEP_LORA_DIR.")
 
 
 class FormatInputResponse(BaseModel):

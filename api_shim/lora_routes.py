@@ -1,0 +1,165 @@
+"""Upstream's ``/v1/lora/*`` routes in pod mode: the server's default adapters, for tasks that name none.
+
+Upstream keeps one set of adapters in the process for every request. Here a task's own ``lora`` field always
+wins, and these routes keep the adapters a task without one renders with: ``load`` (``lora_path``: an adapter
+of ``ACESTEP_LORA_DIR``, by name or by its path there; with ``adapter_name`` it joins the set, without it
+replaces the set), ``unload`` (the set emptied), ``toggle`` (``use_lora``: the set on or off), ``scale``
+(``scale``, for ``adapter_name`` or every adapter), ``status``. ``load`` checks the adapter through the
+worker's own adapter cache, so a later task pays nothing for it. Request and answer shapes are upstream's
+(``acestep/api/http/lora_routes.py``), inside the usual envelope; ``scale`` takes 0-2 where upstream stops at 1.
+In front of RunPod the adapters live on the workers: these routes answer 501, and a task names its adapters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from pydantic import BaseModel, Field, ValidationError
+
+from api_shim.envelope import ApiError, failure, ok
+from api_shim.requests_in import authorize
+from inference.contract.lora import LORA_SCALE_MAX, NAME, LoraRef
+from inference.contract.messages import describe_validation_error
+from inference.errors import InputError
+from inference.settings import Settings
+
+
+class LoadLoraRequest(BaseModel):
+    lora_path: str = Field(max_length=4096, description="An adapter of ACESTEP_LORA_DIR: its name or its path there.")
+    adapter_name: str | None = Field(None, max_length=128, description="A label; given, the adapter joins the set.")
+
+
+class ScaleLoraRequest(BaseModel):
+    scale: float = Field(ge=0.0, le=LORA_SCALE_MAX)
+    adapter_name: str | None = Field(None, max_length=128)
+
+
+class ToggleLoraRequest(BaseModel):
+    use_lora: bool
+
+
+class LoraDefaults:
+    """The adapters a task without ``lora`` renders with: label -> (name, scale), in loading order."""
+
+    def __init__(self):
+        self.entries: dict[str, tuple[str, float]] = {}
+        self.use_lora = True
+        self._lock = threading.Lock()
+
+    def apply(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``body`` with the default adapters when it names none (an explicit ``lora``, even empty, wins)."""
+        with self._lock:
+            if "lora" in body or not self.use_lora or not self.entries:
+                return body
+            return {**body, "lora": [{"name": name, "scale": scale} for name, scale in self.entries.values()]}
+
+    def status(self, available: list[str]) -> dict[str, Any]:
+        with self._lock:
+            scales = {label: scale for label, (_, scale) in self.entries.items()}
+            labels = list(self.entries)
+            return {"lora_loaded": bool(labels), "use_lora": self.use_lora and bool(labels),
+                    "lora_scale": scales[labels[-1]] if labels else 1.0, "adapter_type": "lora" if labels else None,
+                    "scales": scales, "active_adapter": labels[-1] if labels else None, "adapters": labels,
+                    "synthetic_default_mode": False, "available": available}
+
+
+def adapter_name_of(lora_path: str, folder: Path | None) -> str:
+    """The adapter ``lora_path`` names: a bare name, ``<name>.safetensors``, or a path inside the folder."""
+    text = lora_path.strip().rstrip("/")
+    path = Path(text)
+    if path.is_absolute() and folder is not None:
+        try:
+            path = path.resolve().relative_to(folder.resolve())
+        except (ValueError, OSError):
+            raise ApiError(400, "lora_path must be an adapter of ACESTEP_LORA_DIR (its name, or its path "
+                                "there)") from None
+    name = str(path).removesuffix(".safetensors")
+    if len(path.parts) != 1 or not NAME.fullmatch(name):
+        raise ApiError(400, "lora_path must be an adapter of ACESTEP_LORA_DIR (its name, or its path there)")
+    return name
+
+
+def _parsed(model: type[BaseModel], body: dict[str, Any]):
+    try:
+        return model.model_validate(body)
+    except ValidationError as err:
+        raise ApiError(400, describe_validation_error(err, model)) from None
+
+
+def register_lora_routes(app: FastAPI, settings: Settings, read_object: Callable[[Request], Awaitable[dict]]) -> None:
+    """The routes, reading their small bodies with ``read_object`` (the shim's size-limited JSON reader)."""
+
+    def defaults_of(request: Request) -> tuple[LoraDefaults, Any]:
+        authorize(request, settings)
+        backend = request.app.state.backend
+        defaults = getattr(backend, "lora_defaults", None)
+        if defaults is None:
+            raise ApiError(501, "in front of RunPod the adapters live on the workers: name them per task (lora)")
+        return defaults, backend
+
+    @app.post("/v1/lora/load")
+    async def lora_load(request: Request):
+        """Check an adapter and add it to (with ``adapter_name``) or make it (without) the default set."""
+        defaults, backend = defaults_of(request)
+        body = _parsed(LoadLoraRequest, await read_object(request))
+        name = adapter_name_of(body.lora_path, settings.lora_folder)
+        service = backend._require_ready()
+        try:
+            await asyncio.to_thread(service.lora.resolve, [LoraRef(name=name)])
+        except InputError as err:
+            raise ApiError(400, str(err).replace("lora[0].name", "lora_path").replace("lora[0]", "lora_path")) from None
+        label = body.adapter_name or name
+        with defaults._lock:
+            if body.adapter_name is None:
+                defaults.entries.clear()
+            defaults.entries[label] = (name, defaults.entries.get(label, (name, 1.0))[1])
+        data = {"message": f"LoRA '{label}' loaded from {body.lora_path}", "lora_path": body.lora_path}
+        if body.adapter_name is not None:
+            data["adapter_name"] = body.adapter_name
+        return ok(data)
+
+    @app.post("/v1/lora/unload")
+    async def lora_unload(request: Request):
+        defaults, _ = defaults_of(request)
+        with defaults._lock:
+            had = bool(defaults.entries)
+            defaults.entries.clear()
+        return ok({"message": "LoRA unloaded, using base model" if had else "No LoRA adapter loaded."})
+
+    @app.post("/v1/lora/toggle")
+    async def lora_toggle(request: Request):
+        defaults, _ = defaults_of(request)
+        body = _parsed(ToggleLoraRequest, await read_object(request))
+        with defaults._lock:
+            if not defaults.entries:
+                return failure(400, "No LoRA adapter loaded. Please load a LoRA first.", http_status=200)
+            defaults.use_lora = body.use_lora
+        return ok({"message": f"LoRA {'enabled' if body.use_lora else 'disabled'}", "use_lora": body.use_lora})
+
+    @app.post("/v1/lora/scale")
+    async def lora_scale(request: Request):
+        defaults, _ = defaults_of(request)
+        body = _parsed(ScaleLoraRequest, await read_object(request))
+        with defaults._lock:
+            if not defaults.entries:
+                return ok({"message": "No LoRA loaded", "scale": body.scale})
+            if body.adapter_name is not None and body.adapter_name not in defaults.entries:
+                return failure(400, f"Adapter '{body.adapter_name}' not in loaded adapters: "
+                                    f"{list(defaults.entries)}", http_status=200)
+            for label in [body.adapter_name] if body.adapter_name else list(defaults.entries):
+                defaults.entries[label] = (defaults.entries[label][0], body.scale)
+        data = {"message": f"LoRA scale ({body.adapter_name or 'all'}): {body.scale:.2f}", "scale": body.scale}
+        if body.adapter_name is not None:
+            data["adapter_name"] = body.adapter_name
+        return ok(data)
+
+    @app.get("/v1/lora/status")
+    async def lora_status(request: Request):
+        defaults, backend = defaults_of(request)
+        service = backend._require_ready()
+        return ok(defaults.status([a["name"] for a in service.lora.available()]))
