@@ -26,6 +26,7 @@ from api_shim.backends import Backend, make_backend
 from api_shim.envelope import ApiError, Envelope, ErrorEnvelope, failure, ok
 from api_shim.lora_routes import register_lora_routes
 from api_shim.random_samples import random_sample
+from api_shim.studio_page import add_studio
 from api_shim.models import HealthData, QueryResultItem, QueryResultRequest, ReleaseTaskData, StatsData
 from api_shim.requests_in import BodyBudget, authorize, body_limit, read_body
 from api_shim.task_store import TaskStore
@@ -180,6 +181,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         authorize(request, settings)
         return ok(await backend_of(request).stats())
 
+    add_studio(app)  # the page at / (api_shim/studio/), and nosniff on every answer
     return app
 
 
