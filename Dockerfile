@@ -4,6 +4,7 @@
 #
 #   docker build --secret id=hf_token,env=HF_TOKEN -t acestep-worker .                  # weights from Hugging Face
 #   docker build --build-arg CHECKPOINTS=context --build-arg CHECKPOINTS_DIR=my-ckpts -t acestep-worker .
+#   docker build --build-arg CHECKPOINTS=none -t acestep-worker:slim .      # no weights: RunPod's cached models
 #
 # Frontend features used here and the first dockerfile frontend with each (BuildKit's release notes,
 # https://docs.docker.com/build/buildkit/dockerfile-release-notes/); tests/test_image_files.py fails when a
@@ -17,8 +18,10 @@
 # own cuBLAS, cuDNN, NCCL, ..., so the -runtime-/-cudnn- tags would carry every one of them twice (about 3 GB).
 # Ubuntu 24.04's Python is 3.12.3, a final release (22.04's python3.11 package is 3.11.0~rc1).
 ARG BASE_IMAGE=nvidia/cuda:12.8.1-base-ubuntu24.04
-# where the checkpoints come from: "huggingface" (download), or "context" (the folder CHECKPOINTS_DIR of the
-# build context, in the original ACE-Step 1.5 layout or the diffusers layout, as builder/fetch_checkpoints writes)
+# where the checkpoints come from: "huggingface" (download), "context" (the folder CHECKPOINTS_DIR of the
+# build context, in the original ACE-Step 1.5 layout or the diffusers layout, as builder/fetch_checkpoints writes),
+# or "none": the slim image, no weights inside; the worker takes them from the host's Hugging Face cache
+# (RunPod's cached models, README "Cached models: the slim image")
 ARG CHECKPOINTS=huggingface
 # the checkpoints, declared once: every stage that needs them takes these defaults with a bare ARG
 ARG DIT_MODEL=acestep-v15-turbo
@@ -60,7 +63,7 @@ ARG FLASH_ATTN=""
 # hadolint ignore=DL3013
 RUN if [ -n "${FLASH_ATTN}" ]; then pip install --no-build-isolation "${FLASH_ATTN}"; fi
 
-# --- checkpoint sources: one of these two stages is built, by CHECKPOINTS. FROM base, not deps: a dependency
+# --- checkpoint sources: one of these three stages is built, by CHECKPOINTS. FROM base, not deps: a dependency
 # bump never downloads the ~10 GB again ------------------------------------------------------------------------------
 FROM base AS checkpoints-huggingface
 ARG DIT_MODEL
@@ -84,6 +87,10 @@ COPY ${CHECKPOINTS_DIR} /build/src
 # the fetcher's completeness check in place: a missing file stops the build with its name
 RUN python -m builder.fetch_checkpoints --dest /build/src --dit "${DIT_MODEL}" --lm "${LM_MODEL}" --check
 
+# the slim image: nothing to fetch
+FROM base AS checkpoints-none
+RUN mkdir -p /build/src
+
 # the chosen source under one stage name, for the COPY --from below
 # hadolint ignore=DL3006
 FROM checkpoints-${CHECKPOINTS} AS source
@@ -92,17 +99,20 @@ FROM checkpoints-${CHECKPOINTS} AS source
 FROM deps AS converted
 ARG DIT_MODEL
 ARG LM_MODEL
+ARG CHECKPOINTS
 COPY --from=source /build/src /build/src
 COPY builder /app/builder
-RUN python -m builder.convert --source /build/src --dit "${DIT_MODEL}" --lm "${LM_MODEL}" --out /app/checkpoints
+RUN python -m builder.convert --source /build/src --dit "${DIT_MODEL}" --lm "${LM_MODEL}" --out /app/checkpoints \
+        --checkpoints "${CHECKPOINTS}"
 
 # --- verification with the worker's own loader: its manifests are all the image takes from this stage ----------
 FROM converted AS verified
 ARG DIT_MODEL
 ARG LM_MODEL
+ARG CHECKPOINTS
 COPY inference /app/inference
 RUN python -m builder.verify "/app/checkpoints/${DIT_MODEL}" --dtype bfloat16 --lm "${LM_MODEL}" \
-        --manifests /build/manifests
+        --manifests /build/manifests --checkpoints "${CHECKPOINTS}"
 
 # --- the image: dependencies, checkpoints, the code, and last the manifests (a .py edit rebuilds the small layers) --
 FROM deps AS runtime

@@ -26,7 +26,7 @@ os.environ.setdefault("RUNPOD_DEBUG_LEVEL", "INFO")
 import runpod  # noqa: E402
 
 from inference.accelerator_faults import AcceleratorFault  # noqa: E402
-from inference.errors import AceStepError, CheckpointError, InputError, StorageError, public_message  # noqa: E402
+from inference.errors import AceStepError, CachedModelError, CheckpointError, InputError, StorageError, public_message  # noqa: E402
 from inference.gpu_worker import GpuWorker  # noqa: E402
 from inference.service import GenerationService  # noqa: E402
 from inference.settings import Settings  # noqa: E402
@@ -42,12 +42,14 @@ SETTINGS = Settings.from_env()
 try:
     SERVICE: GenerationService | None = GenerationService.start(SETTINGS)
     LOAD_ERROR: str | None = None
+    RETRY_ELSEWHERE = False
 except CheckpointError as err:
     SERVICE, LOAD_ERROR = None, str(err)
+    RETRY_ELSEWHERE = isinstance(err, CachedModelError)  # the host's cache may be whole for a later worker
     log.error("cannot serve: %s", LOAD_ERROR)
 except Exception as err:  # a broken install or GPU: one clear line, never a traceback at import
     log.exception("loading failed")
-    SERVICE, LOAD_ERROR = None, public_message(err, secrets_of(SETTINGS))
+    SERVICE, LOAD_ERROR, RETRY_ELSEWHERE = None, public_message(err, secrets_of(SETTINGS)), False
     log.error("cannot serve: %s", LOAD_ERROR)
 # one GPU thread (compatible waiting jobs render as one batch), encoding and upload beside it
 WORKER = GpuWorker(SERVICE) if SERVICE else None
@@ -78,7 +80,8 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
     s3_config = job.get("s3Config") or (job_input.get("s3Config") if isinstance(job_input, dict) else None)
     try:
         if SERVICE is None:
-            raise CheckpointError(f"this worker could not load its model: {LOAD_ERROR}")
+            error = CachedModelError if RETRY_ELSEWHERE else CheckpointError
+            raise error(f"this worker could not load its model: {LOAD_ERROR}")
         action = job_input.get("action", "generate") if isinstance(job_input, dict) else "generate"
         if action == "generate":
             return (await WORKER.generate(job_input, job_id, s3_config, _progress_sender(job))).model_dump()
@@ -94,6 +97,8 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
         if isinstance(err, AcceleratorFault):
             failed["error"] = f"{message}; RunPod replaces it, submit the job again"
             failed["refresh_worker"] = True  # RunPod stops this worker after the job and starts a fresh one
+        if isinstance(err, CachedModelError):
+            failed["refresh_worker"] = True  # a fresh worker may find the host's model cache complete
         if isinstance(err, StorageError) and err.uploaded:
             failed["uploaded"] = [{"url": d.url, "key": d.key} for d in err.uploaded]
         return failed
@@ -114,7 +119,7 @@ def concurrency_modifier(current: int) -> int:
 
 
 if __name__ == "__main__":
-    if LOAD_ERROR is not None:
+    if LOAD_ERROR is not None and not RETRY_ELSEWHERE:  # a broken image: stop, saying why
         print(f"acestep-worker cannot start: {LOAD_ERROR}", file=sys.stderr)
         sys.exit(1)
     runpod.serverless.start({"handler": handler, "concurrency_modifier": concurrency_modifier})

@@ -23,7 +23,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from api_shim.envelope import ApiError, failure, ok
 from api_shim.requests_in import authorize
-from inference.contract.lora import LORA_SCALE_MAX, NAME, LoraRef
+from inference.contract import GenerateRequest
+from inference.contract.lora import LORA_MAX_ADAPTERS, LORA_SCALE_MAX, NAME, LoraRef
 from inference.contract.messages import describe_validation_error
 from inference.errors import InputError
 from inference.settings import Settings
@@ -51,12 +52,14 @@ class LoraDefaults:
         self.use_lora = True
         self._lock = threading.Lock()
 
-    def apply(self, body: dict[str, Any]) -> dict[str, Any]:
-        """``body`` with the default adapters when it names none (an explicit ``lora``, even empty, wins)."""
+    def apply(self, request: GenerateRequest) -> GenerateRequest:
+        """``request`` with the default adapters when it names none, wherever it could have (a ``lora`` of its
+        own, even empty, wins)."""
         with self._lock:
-            if "lora" in body or not self.use_lora or not self.entries:
-                return body
-            return {**body, "lora": [{"name": name, "scale": scale} for name, scale in self.entries.values()]}
+            if "lora" in request.model_fields_set or not self.use_lora or not self.entries:
+                return request
+            defaults = [LoraRef(name=name, scale=scale) for name, scale in self.entries.values()]
+        return request.model_copy(update={"lora": defaults})
 
     def status(self, available: list[str]) -> dict[str, Any]:
         with self._lock:
@@ -79,7 +82,7 @@ def adapter_name_of(lora_path: str, folder: Path | None) -> str:
             raise ApiError(400, "lora_path must be an adapter of ACESTEP_LORA_DIR (its name, or its path "
                                 "there)") from None
     name = str(path).removesuffix(".safetensors")
-    if len(path.parts) != 1 or not NAME.fullmatch(name):
+    if len(path.parts) != 1 or not NAME.fullmatch(name) or ".." in name:
         raise ApiError(400, "lora_path must be an adapter of ACESTEP_LORA_DIR (its name, or its path there)")
     return name
 
@@ -113,13 +116,17 @@ def register_lora_routes(app: FastAPI, settings: Settings, read_object: Callable
             await asyncio.to_thread(service.lora.resolve, [LoraRef(name=name)])
         except InputError as err:
             raise ApiError(400, str(err).replace("lora[0].name", "lora_path").replace("lora[0]", "lora_path")) from None
-        label = body.adapter_name or name
+        label = (body.adapter_name or "").strip() or name
         with defaults._lock:
-            if body.adapter_name is None:
+            if not (body.adapter_name or "").strip():
                 defaults.entries.clear()
+            if any(n == name and other != label for other, (n, _) in defaults.entries.items()):
+                raise ApiError(400, f"lora_path: {name!r} is loaded already, under another adapter_name")
+            if label not in defaults.entries and len(defaults.entries) >= LORA_MAX_ADAPTERS:
+                raise ApiError(400, f"at most {LORA_MAX_ADAPTERS} adapters at once: unload one first")
             defaults.entries[label] = (name, defaults.entries.get(label, (name, 1.0))[1])
         data = {"message": f"LoRA '{label}' loaded from {body.lora_path}", "lora_path": body.lora_path}
-        if body.adapter_name is not None:
+        if (body.adapter_name or "").strip():
             data["adapter_name"] = body.adapter_name
         return ok(data)
 

@@ -6,8 +6,10 @@ warm-up from its log. Weights on local disk: the checkpoint given, else a tiny r
 counted). ``--compile-cache DIR`` measures a compiled start whose kernels come from a baked cache.
 
     python bench/cold_start.py [--checkpoint-dir checkpoints] [--rounds 3] [--env ACESTEP_COMPILE=all ...]
+    python bench/cold_start.py --cache [--rounds 3]     # baked against the host's model cache (the slim image)
 
-The last line is the headline: ``cold_start_s <median>``.
+The last line is the headline: ``cold_start_s <median>`` (with ``--cache``: ``cached_to_baked_ratio <cached, converted
+before / baked>``, the first start that converts printed beside them).
 """
 
 from __future__ import annotations
@@ -51,8 +53,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--compile-cache", type=Path, default=None, help="ACESTEP_COMPILE_CACHE for the worker")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the worker, repeatable")
+    parser.add_argument("--cache", action="store_true",
+                        help="also from the host's model cache (the slim image): the same tiny model as an "
+                             "original-layout snapshot, converted at the first start, found converted after")
     args = parser.parse_args()
 
+    if args.cache:
+        return compare_with_cache(args.rounds)
     root = checkpoint_root(args.checkpoint_dir)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BUCKET_", "RUNPOD_"))}
     env.update(ACESTEP_CHECKPOINT_DIR=str(root), PYTHONUNBUFFERED="1")
@@ -66,6 +73,44 @@ def main() -> None:
     print(f"  weights to device {median['load']:.2f} s, warm-up {median['warmup']:.2f} s, "
           f"imports + first job + exit {rest:.2f} s")
     print(f"cold_start_s {median['total']:.2f}")
+
+
+def compare_with_cache(rounds: int) -> None:
+    """Baked (the diffusers layout, converted at build time) against cached (the same original-layout model as
+    the hub caches it): the first start converts, later ones find the conversion."""
+    import shutil
+    import tempfile
+
+    from builder.convert import convert
+    from inference.lm.demo import make_demo_lm
+    from tests.hub_cache import cache_as_hub
+    from tests.original_layout import write_original_checkpoint
+
+    lm = "acestep-5Hz-lm-1.7B"
+    work = Path(tempfile.mkdtemp(prefix="bench-cache-"))
+    write_original_checkpoint(work / "src")
+    make_demo_lm(work / "src" / lm)
+    baked = work / "baked"
+    convert(work / "src", "acestep-v15-turbo", baked)
+    shutil.copytree(work / "src" / lm, baked / lm)
+    cache_as_hub(work / "src", work / "hub", "ACE-Step/Ace-Step1.5")
+    (work / "empty").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BUCKET_", "RUNPOD_", "ACESTEP_", "HF_"))}
+    env.update(PYTHONUNBUFFERED="1", ACESTEP_LM_MODEL=lm)
+    baked_env = {**env, "ACESTEP_CHECKPOINT_DIR": str(baked)}
+    cached_env = {**env, "ACESTEP_CHECKPOINT_DIR": str(work / "empty"), "ACESTEP_HF_CACHE": str(work / "hub")}
+    times: dict[str, list[float]] = {"baked": [], "cached, converting": [], "cached, converted before": []}
+    for index in range(rounds):  # interleaved, so the machine's drift hits all three alike
+        times["baked"].append(one_cold_start(baked_env)["total"])
+        converted = work / f"converted-{index}"
+        first = {**cached_env, "ACESTEP_CONVERTED_DIR": str(converted)}
+        times["cached, converting"].append(one_cold_start(first)["total"])
+        times["cached, converted before"].append(one_cold_start(first)["total"])
+    print(f"cold start to first job served, the same tiny model, median of {rounds}:")
+    for name, values in times.items():
+        print(f"  {name:26s} {statistics.median(values):6.2f} s")
+    ratio = statistics.median(times["cached, converted before"]) / statistics.median(times["baked"])
+    print(f"cached_to_baked_ratio {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -323,7 +323,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="dtype of the DiT, encoders and text encoder (the VAE keeps its own)")
     parser.add_argument("--model-version", choices=("turbo", "base", "sft"), default=None)
     parser.add_argument("--force", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--checkpoints", default=None,
+                        help="the image's CHECKPOINTS build argument: 'none' (the slim image) converts nothing")
     args = parser.parse_args(argv)
+    if args.checkpoints == "none":
+        args.out.mkdir(parents=True, exist_ok=True)
+        print("CHECKPOINTS=none: no checkpoint baked in (the worker takes them from the host's model cache)")
+        return 0
     try:
         target = convert(args.source, args.dit, args.out, DTYPES[args.dtype], args.model_version, args.force)
         print(f"wrote {target}")

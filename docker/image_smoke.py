@@ -14,7 +14,9 @@ What it does, on a machine with no docker daemon where ``podman run`` is refused
    release_task -> query_result -> /v1/audio workflow (``tests/shell/guide_workflow.sh``) must fetch songs
    that decode;
 5. rebuilds after editing one ``.py`` file of the context copy (``handler.py``, then ``inference/errors.py``),
-   each required to reuse the dependency layer, and timed.
+   each required to reuse the dependency layer, and timed;
+6. the slim flavour (``CHECKPOINTS=none``): no weights inside; the tiny checkpoint laid out as RunPod's model
+   cache under ``/runpod-volume/huggingface-cache``; serverless mode converts it once and serves songs.
 
 Figures go to ``.image-smoke/report.json`` and standard output; the last line is the headline.
 """
@@ -145,13 +147,13 @@ def torch_wheels() -> Path:
 
 
 def build(context: Path, wheels: Path, label: str, tag: str = TAG,
-          checkpoints_dir: str = "checkpoints-src") -> tuple[float, str]:
+          checkpoints_dir: str = "checkpoints-src", checkpoints: str = "context") -> tuple[float, str]:
     """One podman build of the context; returns (seconds, log)."""
     cmd = ["podman", "build", "--isolation=chroot", "--network", "host", "--layers",
            "-v", f"{CA_BUNDLE}:{CA_BUNDLE}:ro", "-v", f"{wheels}:/wheels:ro",
            "--build-arg", f"BASE_IMAGE={BASE_TAG}", "--build-arg", "TORCH_WHEELS=/wheels",
            "--build-arg", f"TORCH_VERSION={torch_version()}",
-           "--build-arg", "CHECKPOINTS=context", "--build-arg", f"CHECKPOINTS_DIR={checkpoints_dir}",
+           "--build-arg", f"CHECKPOINTS={checkpoints}", "--build-arg", f"CHECKPOINTS_DIR={checkpoints_dir}",
            "--build-arg", f"DIT_MODEL={DIT}", "--build-arg", f"LM_MODEL={LM}",
            "-t", tag, "-f", str(context / "Dockerfile"), str(context)]
     log(f"podman build ({label})")
@@ -294,6 +296,29 @@ def pod(root: Path, config: dict) -> dict:
             "start_to_served_s": round(served, 2)}
 
 
+def slim(context: Path, wheels: Path) -> dict:
+    """CHECKPOINTS=none: no weights in the image; the tiny checkpoint laid out as RunPod's model cache (the hub
+    library's snapshot layout) under /runpod-volume; serverless mode must convert it once and serve songs."""
+    from tests.hub_cache import cache_as_hub
+
+    seconds, build_log = build(context, wheels, "slim", f"{TAG}-slim", checkpoints="none")
+    if not step_cached(build_log, DEPS_STEP):
+        raise SystemExit("image-smoke: the slim image rebuilt the dependency layer")
+    info = image_config(f"{TAG}-slim")
+    with mounted_image(f"{TAG}-slim") as root:
+        if any((root / "app/checkpoints").glob("acestep-*")):
+            raise SystemExit("image-smoke: the slim image holds checkpoints")
+        hub = root / "runpod-volume/huggingface-cache/hub"
+        cache_as_hub(context / "checkpoints-src", hub, "ACE-Step/Ace-Step1.5")
+        cache_as_hub(context / "checkpoints-src" / LM, hub, f"ACE-Step/{LM}")  # this LM has a repo of its own
+        served = serverless(root, info)
+        converted = list((root / "runpod-volume/acestep-converted").glob(f"*/{DIT}/model_index.json"))
+        if len(converted) != 1:
+            raise SystemExit("image-smoke: the slim image did not convert the cached checkpoint onto the volume")
+    return {"build_s": round(seconds, 1), "image_bytes": info["Size"], "image_gib": round(info["Size"] / 2**30, 2),
+            "serverless": served}
+
+
 def edit(path: Path) -> None:
     path.write_text(path.read_text() + f"\n# image-smoke edit {time.time()}\n")
 
@@ -339,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         report["rebuild_diffusers_layout_s"] = round(seconds, 1)
         with mounted_image(f"{TAG}-diffusers") as root:
             report["serverless_diffusers_layout"] = serverless(root, image_config(f"{TAG}-diffusers"))
+    report["slim"] = slim(context, wheels)
     report["build_s"] = round(report["build_s"], 1)
     (WORK / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -121,6 +121,8 @@ def encode_all(songs: list[np.ndarray], sample_rate: int, audio_format: str = "m
     """Encode several songs at once on ``threads`` threads (unset: the cores this process may use; libsndfile
     and LAME run without Python's lock). MP3 by LAME also cuts each song into parts, so a batch smaller than
     the core count still keeps every core busy (``inference.mp3.split``); other formats take a thread per song."""
+    if not songs:
+        return []
     workers = max(1, threads or usable_cores())
     one = partial(encode, sample_rate=sample_rate, audio_format=audio_format, mp3_bitrate=mp3_bitrate,
                   mp3_encoder=mp3_encoder)

@@ -25,6 +25,11 @@ class CheckpointError(AceStepError):
     """The checkpoint is missing or broken; the message says what was looked for and how to get it."""
 
 
+class CachedModelError(CheckpointError):
+    """The host's model cache lacks the checkpoint or holds it half-downloaded: a later worker may find it whole,
+    so the worker stays up, answers each job with this, and asks RunPod for a fresh worker."""
+
+
 class SetupError(CheckpointError):
     """A setting cannot be honoured on this machine (e.g. an attention kernel that is not installed); like a
     broken checkpoint, the worker cannot serve until it is changed."""

@@ -20,7 +20,8 @@ from inference.audio_fetch import fetch_audio_inputs
 from inference.audio_input import decode_audio_inputs
 from inference.errors import CancelledJob, GenerationError, UnsupportedError
 from inference.hardware import free_accelerator_memory
-from inference.lm.load import load_lm
+from inference.lm.load import load_lm, wanted_lm
+from inference.model_cache import with_cached_models
 from inference.lm.planner import LmPlanner
 from inference.lm.sampling import Sampling
 from inference.lm.stage import Prepared, prepare, user_metas
@@ -86,7 +87,9 @@ class GenerationService:
 
     @classmethod
     def start(cls, settings: Settings) -> "GenerationService":
-        """The cold start: load (and warm up) the checkpoint and the 5 Hz LM once."""
+        """The cold start: load (and warm up) the checkpoint and the 5 Hz LM once; with no checkpoint baked in,
+        from the host's model cache."""
+        settings = with_cached_models(settings, wanted_lm(settings))
         loaded = load_pipeline(settings)
         lm = load_lm(settings, loaded.device, loaded.dtype)
         return cls(loaded, settings, LmPlanner(lm, loaded.limits.max_duration_s) if lm else None)

@@ -33,7 +33,9 @@ class Environment(EnvSettingsSource):
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
         found = super()._load_env_vars() if self.environ is None else self.environ
-        return {name: value for name, value in found.items() if value is not None and value.strip()}
+        names = set(self.settings_cls.env_names())  # the variables' names only, never a field's own name
+        return {name: value for name, value in found.items()
+                if name in names and value is not None and value.strip()}
 
 
 class Settings(BaseSettings):
@@ -101,6 +103,20 @@ class Settings(BaseSettings):
         None, alias="ACESTEP_MAX_DURATION", description="Longest song in seconds; unset = by GPU tier.")
     max_batch_size: int | None = Field(
         None, alias="ACESTEP_MAX_BATCH_SIZE", description="Largest batch; unset = by GPU tier.")
+
+    # --- checkpoints from the host's model cache (README "Cached models: the slim image") ---
+    hf_cache_dir: Path | None = Field(
+        None, alias="ACESTEP_HF_CACHE",
+        description="Hugging Face hub cache to take checkpoints from when the DiT folder does not exist; unset = "
+                    "RunPod's cached models, /runpod-volume/huggingface-cache/hub.")
+    hf_hub_cache: Path | None = Field(
+        None, alias="HF_HUB_CACHE", description="The hub library's cache folder; looked in too when set.")
+    hf_home: Path | None = Field(None, alias="HF_HOME", description="The hub library's home; its hub/ is looked in "
+                                                                    "too when set.")
+    converted_dir: Path | None = Field(
+        None, alias="ACESTEP_CONVERTED_DIR",
+        description="Where a cached original-layout checkpoint is converted once, for later cold starts to reuse; "
+                    "unset = /runpod-volume/acestep-converted when writable, else /tmp/acestep-converted.")
 
     # --- LoRA adapters (README "LoRA adapters") ---
     lora_dir: Path | None = Field(
@@ -307,6 +323,14 @@ class Settings(BaseSettings):
             return self.undelivered_dir
         volume = Path(RUNPOD_VOLUME)
         return volume / "acestep-undelivered" if volume.is_dir() else Path("/tmp/acestep-undelivered")
+
+    @property
+    def converted_folders(self) -> list[Path]:
+        """Where conversions of cached checkpoints go, the first writable one taken."""
+        if self.converted_dir is not None:
+            return [self.converted_dir]
+        volume = Path(RUNPOD_VOLUME)
+        return ([volume / "acestep-converted"] if volume.is_dir() else []) + [Path("/tmp/acestep-converted")]
 
     @property
     def lora_folder(self) -> Path | None:

@@ -224,3 +224,44 @@ class serving:
     def __exit__(self, *exc):
         self.server.shutdown()
         self.server.server_close()
+
+
+def test_a_safetensors_file_is_never_mistaken_for_a_pickle():
+    """A safetensors file starts with its header's length: one whose low byte is 0x80 (a pickle's first byte)
+    is still read as what it is."""
+    from safetensors.torch import save
+
+    from inference.lora.adapter import read_safetensors
+
+    for length in range(1, 300):
+        data = save({"k" * length: torch.zeros(1)})
+        if data[0] == 0x80:
+            break
+    assert data[0] == 0x80
+    tensors, _ = read_safetensors(data, "lora[0]")
+    assert list(tensors) == ["k" * length]
+
+
+def test_the_trainers_alphas_apply_as_peft_applies_them(worker, adapters):
+    """``alpha_pattern`` keys match a module by its name or a dotted suffix (the trainer's original names too),
+    PEFT's default alpha is 8 when its config gives none, and rsLoRA scales by alpha / sqrt(rank)."""
+    from safetensors.torch import save
+
+    from inference.lora.adapter import parse_adapter
+
+    service = worker.service
+    state = adapters["style"]  # rank 4
+    original = {k.replace(".to_q.", ".q_proj.").replace(".to_k.", ".k_proj."): v for k, v in state.items()}
+    data = save({f"base_model.model.{k}": v.contiguous() for k, v in original.items()})
+
+    def gain(config, module="layers.0.self_attn.to_q", part="lora_B"):
+        adapter = parse_adapter(data, "lora[0]", service.lora.shapes, config)
+        source = state[f"{module}.{part}.weight"]
+        return float(adapter.tensors[f"{module}.{part}.weight"].sum() / source.sum())
+
+    assert gain({"lora_alpha": 8, "alpha_pattern": {"q_proj": 16}}) == pytest.approx(16 / 4)
+    assert gain({"lora_alpha": 8, "alpha_pattern": {"q_proj": 16}}, "layers.1.cross_attn.to_k") == pytest.approx(2)
+    assert gain({"lora_alpha": 8, "alpha_pattern": {"self_attn.to_q": 12}}) == pytest.approx(3)
+    assert gain({"peft_type": "LORA"}) == pytest.approx(8 / 4)  # no lora_alpha: PEFT's default, 8
+    assert gain({"lora_alpha": 8, "use_rslora": True}) == pytest.approx(8 / 2)
+    assert gain({"lora_alpha": 8}, part="lora_A") == pytest.approx(1)

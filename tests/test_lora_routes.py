@@ -56,6 +56,7 @@ def test_a_loaded_adapter_is_the_default_of_tasks_that_name_none(shim):
     assert status["active_adapter"] == "style" and status["scales"] == {"style": 1.0}
     assert song(url) == styled  # a task naming no adapter renders with the server's
     assert song(url, lora=[]) == plain  # its own choice wins, even none
+    assert song(url, param_obj={"lora": []}) == plain  # wherever a client puts it
 
     toggled = requests.post(f"{url}/v1/lora/toggle", json={"use_lora": False}, timeout=10).json()
     assert toggled["data"] == {"message": "LoRA disabled", "use_lora": False}
@@ -90,5 +91,12 @@ def test_the_routes_refuse_as_upstream_does_with_one_line_messages(shim):
     assert toggled.json()["error"] == "No LoRA adapter loaded. Please load a LoRA first."
     bad_scale = requests.post(f"{url}/v1/lora/scale", json={"scale": 3}, timeout=10)
     assert bad_scale.status_code == 400 and bad_scale.json()["error"] == "scale must be between 0 and 2 (got 3)"
+    dotted = requests.post(f"{url}/v1/lora/load", json={"lora_path": "a..b"}, timeout=10)
+    assert dotted.status_code == 400 and dotted.json()["error"].startswith("lora_path must be an adapter")
+    requests.post(f"{url}/v1/lora/load", json={"lora_path": "style", "adapter_name": "one"}, timeout=30)
+    twice = requests.post(f"{url}/v1/lora/load", json={"lora_path": "style", "adapter_name": "two"}, timeout=30)
+    assert twice.status_code == 400 and twice.json()["error"] == ("lora_path: 'style' is loaded already, under "
+                                                                 "another adapter_name")
+    requests.post(f"{url}/v1/lora/unload", timeout=10)
     refused = requests.post(f"{url}/release_task", json={**SONG, "lora": {"name": "style", "scale": -1}}, timeout=10)
     assert refused.status_code == 400 and refused.json()["error"] == "lora[0].scale must be between 0 and 2 (got -1)"

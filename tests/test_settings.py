@@ -59,3 +59,10 @@ def test_only_from_env_reads_the_process_environment(monkeypatch):
     direct = Settings(ACESTEP_API_PORT=9100)  # given values, defaults for the rest
     assert direct.api_port == 9100 and direct.dit_model == "acestep-v15-turbo" and direct.warmup is True
     assert Settings(api_port=9100, UNRELATED="x").api_port == 9100  # by field name too; unknown names ignored
+
+
+def test_a_fields_own_name_is_not_a_variable(monkeypatch):
+    monkeypatch.setenv("warmup", "false")
+    monkeypatch.setenv("api_port", "1")
+    s = Settings.from_env()
+    assert s.warmup is True and s.api_port == 8000

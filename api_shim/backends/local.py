@@ -133,11 +133,11 @@ class LocalBackend:
 
     async def submit(self, body: dict[str, Any]) -> ReleaseTaskData:
         service = self._require_ready()
-        body = self.lora_defaults.apply(body)  # the server's adapters (/v1/lora/*) for a task that names none
         try:  # base64 audio inputs can be tens of MB: decode them off the event loop
             request = await asyncio.to_thread(service.parse, body)
         except (InputError, UnsupportedError) as err:
             raise ApiError(400, str(err)) from None
+        request = self.lora_defaults.apply(request)  # the server's adapters (/v1/lora/*) for a task naming none
         task = Task.new(request.prompt, request.lyrics)
         size, budget = request.audio_input_bytes, self.settings.queue_max_bytes
         with self._lock:

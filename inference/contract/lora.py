@@ -70,13 +70,6 @@ class LoraRef(BaseModel):
             raise ValueError("give exactly one of name, path or url")
         return self
 
-    @property
-    def source(self) -> str:
-        """How the adapter is named in messages (never a URL's query, which may hold a signature)."""
-        if self.name is not None:
-            return f"name {self.name!r}"
-        return "path" if self.path is not None else "url"
-
 
 def as_list(value):
     """``lora`` as sent: one adapter (an object or a bare name), a list of them, or nothing; as a form field, the

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from inference.errors import CheckpointError, one_line
-from inference.hardware import tier_for
+from inference.hardware import pick_device, tier_for
 from inference.lm.constraints import Vocabulary
 from inference.lm.tokens import LmTokens, resolve_tokens
 from inference.manifest import check_manifest
@@ -46,6 +46,13 @@ def lm_location(settings: Settings, device: torch.device) -> tuple[Path | None, 
     if settings.lm_model:
         return settings.checkpoint_dir / settings.lm_model, True
     return settings.checkpoint_dir / tier_for(device).lm_model, False
+
+
+def wanted_lm(settings: Settings) -> str | None:
+    """The LM's folder name the settings ask for (by name, or the GPU tier's), None when it is off."""
+    if settings.lm_model and settings.lm_model.strip().lower() == "none":
+        return None
+    return settings.lm_model or tier_for(pick_device(settings.device)).lm_model
 
 
 def load_lm(settings: Settings, device: torch.device, dtype: torch.dtype) -> LoadedLM | None:

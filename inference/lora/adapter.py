@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 
@@ -63,10 +64,11 @@ def linear_shapes(transformer: torch.nn.Module) -> dict[str, tuple[int, int]]:
 
 def read_safetensors(data: bytes, field: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a safetensors file; a pickle or anything else is refused unparsed."""
-    if data[:2] == b"PK" or data[:1] == b"\x80":
-        raise InputError(f"{field}: a pickle (.bin, .pt, .ckpt) is never loaded; send the adapter as .safetensors")
     size = int.from_bytes(data[:8], "little") if len(data) >= 8 else 0
-    if not 2 <= size <= len(data) - 8 or data[8:9] != b"{":
+    if not 2 <= size <= len(data) - 8 or data[8:9] != b"{":  # a safetensors file: its header's length, then JSON
+        if data[:4] == b"PK\x03\x04" or data[:1] == b"\x80":  # torch.save's zip, or a bare pickle
+            raise InputError(f"{field}: a pickle (.bin, .pt, .ckpt) is never loaded; send the adapter as "
+                             f".safetensors")
         raise InputError(f"{field}: not a safetensors file")
     try:
         header = json.loads(data[8:8 + size])
@@ -85,13 +87,15 @@ def parse_adapter(data: bytes, field: str, shapes: dict[str, tuple[int, int]],
     tensors, metadata = read_safetensors(data, field)
     if not tensors:
         raise InputError(f"{field}: the file holds no tensors")
-    alpha, alpha_pattern = _alpha(metadata, adapter_config)
+    strength_of = _strengths(metadata, adapter_config)
     pairs: dict[str, dict[str, torch.Tensor]] = {}
+    originals: dict[str, str] = {}  # module -> its name in the file (the trainer's, for its alpha_pattern)
     for key, tensor in tensors.items():
         match = _KEY.fullmatch(_strip(key))
         if match is None:
             raise InputError(f"{field}: not a LoRA for this model: {_short(key)} is not a lora_A/lora_B weight")
         module = _module_name(match["module"])
+        originals[module] = match["module"]
         if module not in shapes:
             raise InputError(f"{field}: not a LoRA for this model: {_short(key)} names no linear module of the DiT")
         if module in pairs and match["part"] in pairs[module]:
@@ -109,7 +113,7 @@ def parse_adapter(data: bytes, field: str, shapes: dict[str, tuple[int, int]],
         if a.shape[1] != inputs or b.shape != (outputs, rank) or rank < 1:
             raise InputError(f"{field}: not a LoRA for this model: {module} is {outputs}x{inputs}, the adapter "
                              f"gives lora_A {tuple(a.shape)} and lora_B {tuple(b.shape)}")
-        strength = float(alpha_pattern.get(module, alpha if alpha is not None else rank)) / rank
+        strength = strength_of(module, originals[module], rank)
         out[f"{module}.lora_A.weight"] = a.float().contiguous()
         out[f"{module}.lora_B.weight"] = (b.float() * strength).contiguous()
         ranks[module] = rank
@@ -141,18 +145,33 @@ def _short(key: str) -> str:
     return repr(key if len(key) <= 80 else key[:79] + "…")
 
 
-def _alpha(metadata: dict[str, str], adapter_config: dict | None) -> tuple[float | None, dict[str, float]]:
-    """The adapter's alpha (None: as its rank, scaling 1) and per-module alphas, from the trainer's config or
-    the file's diffusers metadata."""
+def _strengths(metadata: dict[str, str], adapter_config: dict | None):
+    """``(module, its name in the file, rank) -> alpha / rank`` as PEFT scales it: the trainer's config
+    (``lora_alpha``, PEFT's default 8 when absent; ``alpha_pattern`` keys matched as PEFT matches them, by the
+    module's name or a dotted suffix of it; ``use_rslora``: alpha / sqrt(rank)), else the alpha diffusers saved in
+    the file's metadata, else alpha = rank (scaling 1)."""
     config = dict(adapter_config or {})
+    from_trainer = bool(config)
     if not config and metadata.get("lora_adapter_metadata"):
         try:
             saved = json.loads(metadata["lora_adapter_metadata"])
         except ValueError:
             saved = {}
         config = {k.removeprefix("transformer."): v for k, v in saved.items() if isinstance(k, str)}
-    alpha = config.get("lora_alpha")
-    pattern = config.get("alpha_pattern") or {}
-    per_module = {_module_name(str(k).strip("^$")): float(v) for k, v in pattern.items()
-                  if isinstance(v, (int, float))}
-    return (float(alpha) if isinstance(alpha, (int, float)) and alpha > 0 else None), per_module
+    alpha = config.get("lora_alpha", 8 if from_trainer else None)
+    alpha = float(alpha) if isinstance(alpha, (int, float)) and alpha > 0 else None
+    pattern = {str(k): float(v) for k, v in (config.get("alpha_pattern") or {}).items()
+               if isinstance(v, (int, float)) and v > 0}
+    rslora = bool(config.get("use_rslora"))
+
+    def strength(module: str, original: str, rank: int) -> float:
+        chosen = alpha
+        for key, value in pattern.items():
+            if any(re.fullmatch(rf"(.*\.)?({key})", name) for name in (module, original)):
+                chosen = value
+                break
+        if chosen is None:
+            return 1.0
+        return chosen / (math.sqrt(rank) if rslora else rank)
+
+    return strength

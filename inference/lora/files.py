@@ -38,8 +38,11 @@ class Named:
     @property
     def stamp(self) -> tuple:
         """What says the file is unchanged since it was last read (its place, size and modification time)."""
-        stat = self.file.stat()
-        return str(self.file), stat.st_size, stat.st_mtime_ns, self.config and self.config.stat().st_mtime_ns
+        try:
+            stat = self.file.stat()
+            return str(self.file), stat.st_size, stat.st_mtime_ns, self.config and self.config.stat().st_mtime_ns
+        except OSError:  # gone since it was found: read (and refused) as such
+            return (str(self.file), None)
 
 
 def named(lora_dir: Path | None, name: str) -> Named | None:
@@ -78,7 +81,10 @@ def read_named(found: Named, field: str, max_bytes: int) -> tuple[bytes, dict | 
             raise InputError(f"{field}: the adapter's {ADAPTER_CONFIG} is not readable JSON") from None
         if not isinstance(config, dict) or config.get("peft_type", "LORA") != "LORA":
             raise InputError(f"{field}: the adapter's {ADAPTER_CONFIG} is not a LoRA's (peft_type LORA)")
-    return found.file.read_bytes(), config
+    try:
+        return found.file.read_bytes(), config
+    except OSError:
+        raise InputError(f"{field}: the adapter could not be read") from None
 
 
 def fetched(ref: LoraRef, field: str, settings: Settings, s3_config: Any) -> bytes:

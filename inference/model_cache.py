@@ -1,0 +1,202 @@
+"""Checkpoints from the host's Hugging Face cache when none are baked into the image (RunPod's cached models).
+
+A RunPod endpoint may name a Hugging Face model to cache: the host downloads it, before the worker starts, to
+``/runpod-volume/huggingface-cache/hub/models--ORG--NAME/snapshots/HASH/`` (the hub library's layout: files
+are symlinks into ``blobs/``, ``refs/main`` names the snapshot). When the DiT folder the settings name does
+not exist, the worker looks there, and in ``HF_HUB_CACHE`` / ``HF_HOME/hub`` when set, for the repos its
+models come from (``builder/layout.py``): ``ACE-Step/Ace-Step1.5`` in the original layout, or a ``-diffusers``
+repo. Nothing is downloaded.
+
+A diffusers-layout snapshot is loaded as it is. The original layout is converted by ``builder.convert`` (the
+same strict mapping and checks as an image build, not a copy of them) once, into ``ACESTEP_CONVERTED_DIR``
+under a key of the snapshots it came from; a later cold start on the same host (the folder on the network
+volume, or a restarted container) finds it done. Every file a component needs is checked first, so a
+half-downloaded or foreign snapshot is one line naming what is missing, which every job then reports
+(the worker stays up, never in a crash loop).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from builder.layout import LayoutError, MAIN_REPO, TEXT_ENCODER_DIR, VAE_DIR, check_present, components
+from inference.errors import CachedModelError, CheckpointError
+from inference.settings import RUNPOD_VOLUME, Settings
+
+log = logging.getLogger("acestep.model_cache")
+RUNPOD_HF_CACHE = Path(RUNPOD_VOLUME) / "huggingface-cache" / "hub"
+CONVERSION = "1"  # bump when builder.convert's output changes, so older conversions are not reused
+
+
+def cache_roots(settings: Settings) -> list[Path]:
+    """Hub caches to look in, in order: ACESTEP_HF_CACHE (RunPod's by default), HF_HUB_CACHE, HF_HOME/hub."""
+    found: list[Path] = []
+    for root in (settings.hf_cache_dir or RUNPOD_HF_CACHE, settings.hf_hub_cache,
+                 settings.hf_home / "hub" if settings.hf_home else None):
+        if root is not None and root.is_dir() and root.resolve() not in [r.resolve() for r in found]:
+            found.append(root)
+    return found
+
+
+def snapshot(roots: list[Path], repo: str) -> Path | None:
+    """The snapshot ``refs/main`` names of ``repo`` in the first cache holding it (or its only snapshot)."""
+    for root in roots:
+        folder = root / f"models--{repo.replace('/', '--')}"
+        ref = folder / "refs" / "main"
+        if ref.is_file():
+            named = folder / "snapshots" / ref.read_text().strip()
+            if named.is_dir():
+                return named
+        snapshots = sorted(p for p in (folder / "snapshots").glob("*") if p.is_dir())
+        if len(snapshots) == 1:
+            return snapshots[0]
+    return None
+
+
+def with_cached_models(settings: Settings, lm_name: str | None) -> Settings:
+    """``settings`` unchanged when its DiT folder exists; else settings pointing at the cache's checkpoints
+    (``ACESTEP_CONFIG_PATH``, and ``ACESTEP_LM_MODEL_PATH`` for ``lm_name`` when the cache has it)."""
+    if settings.dit_path.exists() or settings.config_path is not None:
+        return settings
+    roots = cache_roots(settings)
+    if not roots:
+        return settings  # no cache either: the loader says what it looked for
+    dit_name = settings.dit_model
+    parts = components(dit_name, None)
+    dit = parts[0]
+    where = ", ".join(str(r) for r in roots)
+    dit_snapshot = snapshot(roots, dit.repo)
+    if dit_snapshot is None:
+        raise CachedModelError(f"no {dit_name} in {settings.checkpoint_dir} nor in the model cache ({where}): "
+                              f"set the endpoint's cached model to {dit.repo}, or bake the checkpoints into the image")
+    source = _source_folder(roots, parts, dit_snapshot)
+    if dit.kind == "dit-diffusers":
+        dit_path = _as_named(dit_snapshot, dit_name, settings)
+    else:
+        dit_path = _converted(source, dit_name, settings)
+    update: dict = {"config_path": dit_path}
+    if lm_name and settings.lm_model_path is None:
+        lm_dir = _cached_lm(roots, lm_name)
+        if lm_dir is not None:
+            update["lm_model_path"] = lm_dir
+        elif settings.lm_model:  # named by the operator: it must be there (the tier's default may be missing)
+            from builder.layout import lm_component
+
+            raise CachedModelError(f"the model cache ({where}) has no {lm_name} (from {lm_component(lm_name).repo}): "
+                                   f"cache it too, or set ACESTEP_LM_MODEL=none")
+    return settings.model_copy(update=update)
+
+
+def _source_folder(roots: list[Path], parts, dit_snapshot: Path) -> dict[str, Path]:
+    """Where each component's folder is, every file it needs checked (a dangling link is a missing file)."""
+    folders: dict[str, Path] = {}
+    main = snapshot(roots, MAIN_REPO)
+    for part in parts:
+        if part.repo == parts[0].repo:
+            base = dit_snapshot
+        elif part.repo == MAIN_REPO and main is not None:
+            base = main
+        else:
+            raise CachedModelError(f"the model cache has no {part.repo}, which {part.folder}/ comes from: cache it "
+                                  f"too, or bake the checkpoints into the image")
+        folder = base / part.subfolder if part.subfolder else base
+        try:
+            check_present(folder.parent, _renamed(part, folder.name))
+        except LayoutError as err:
+            raise CachedModelError(f"the cached snapshot of {part.repo} is incomplete or not ACE-Step's: {err}"
+                                  f" (a download still running, or a different repo?)") from None
+        folders[part.folder] = folder
+    return folders
+
+
+def _renamed(part, folder_name: str):
+    from dataclasses import replace
+
+    return replace(part, folder=folder_name)
+
+
+def _key(folders: dict[str, Path]) -> str:
+    """The snapshots a conversion came from, as a folder name."""
+    text = "|".join(f"{name}={path.resolve()}" for name, path in sorted(folders.items())) + f"|v{CONVERSION}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _converted(folders: dict[str, Path], dit_name: str, settings: Settings) -> Path:
+    """The original layout converted into the first writable conversion folder, once."""
+    key = _key(folders)
+    for base in settings.converted_folders:
+        done = base / key / dit_name
+        if (done / "model_index.json").is_file():
+            log.info("the cached %s was converted before: %s", dit_name, done)
+            return done
+    for base in settings.converted_folders:
+        try:
+            (base / key).mkdir(parents=True, exist_ok=True)
+            probe = tempfile.NamedTemporaryFile(dir=base / key)
+            probe.close()
+        except OSError:
+            continue
+        with _locked(base / key):  # another worker on this host may be converting the same snapshot
+            if (base / key / dit_name / "model_index.json").is_file():
+                return base / key / dit_name
+            return _convert_into(folders, dit_name, base / key)
+    raise CheckpointError(f"no writable folder to convert the cached {dit_name} into (ACESTEP_CONVERTED_DIR)")
+
+
+@contextmanager
+def _locked(folder: Path):
+    with open(folder / ".converting.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _convert_into(folders: dict[str, Path], dit_name: str, out: Path) -> Path:
+    from builder.convert import ConversionError, convert
+
+    staging = Path(tempfile.mkdtemp(prefix=".source-", dir=out))  # the layout builder.convert reads, as links
+    try:
+        for name, folder in ((dit_name, folders[dit_name]), (VAE_DIR, folders[VAE_DIR]),
+                             (TEXT_ENCODER_DIR, folders[TEXT_ENCODER_DIR])):
+            os.symlink(folder.resolve(), staging / name)
+        log.info("converting the cached %s into %s (once for this snapshot)", dit_name, out)
+        try:
+            return convert(staging, dit_name, out, force=True)
+        except ConversionError as err:
+            raise CheckpointError(f"the cached {dit_name} cannot be converted: {err}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _as_named(snapshot_dir: Path, dit_name: str, settings: Settings) -> Path:
+    """A diffusers snapshot under its model's name (what the worker reports), as a link where one can be made."""
+    for base in settings.converted_folders:
+        link = base / _key({dit_name: snapshot_dir}) / dit_name
+        try:
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists():
+                os.symlink(snapshot_dir.resolve(), link)
+            return link
+        except OSError:
+            continue
+    return snapshot_dir
+
+
+def _cached_lm(roots: list[Path], lm_name: str) -> Path | None:
+    from builder.layout import lm_component
+
+    part = lm_component(lm_name)
+    found = snapshot(roots, part.repo)
+    if found is None:
+        return None
+    folder = found / part.subfolder if part.subfolder else found
+    return folder if folder.is_dir() else None
