@@ -95,9 +95,10 @@ def encode(samples: np.ndarray, sample_rate: int, audio_format: str = "mp3", mp3
     if audio_format not in _CODECS:
         raise ValueError(f"audio_format must be one of {', '.join(_CODECS)} (got {audio_format!r})")
     container, subtype, extension = _CODECS[audio_format]
-    frames = peak_safe(samples)
     if audio_format == "mp3" and mp3_encoder == "lameenc":
-        return _encoded(lame_mp3([frames], sample_rate, mp3_bitrate)[0], audio_format, sample_rate, frames)
+        song = _channels_first(samples)
+        return _described(lame_mp3([song], sample_rate, mp3_bitrate, peak_safe)[0], audio_format, sample_rate, song)
+    frames = peak_safe(samples)
     options: dict = {}
     if audio_format == "mp3":
         options = {"compression_level": mp3_compression_level(mp3_bitrate), "bitrate_mode": "CONSTANT"}
@@ -111,9 +112,19 @@ def encode(samples: np.ndarray, sample_rate: int, audio_format: str = "mp3", mp3
 
 
 def _encoded(data: bytes, audio_format: str, sample_rate: int, frames: np.ndarray) -> EncodedAudio:
+    return _described(data, audio_format, sample_rate, frames.T)
+
+
+def _described(data: bytes, audio_format: str, sample_rate: int, song: np.ndarray) -> EncodedAudio:
+    """The file's description; ``song`` is [channels, samples]."""
     return EncodedAudio(data=data, format=audio_format, extension=_CODECS[audio_format][2],
                         content_type=CONTENT_TYPES[audio_format], sample_rate=sample_rate,
-                        channels=frames.shape[1], duration_s=frames.shape[0] / sample_rate)
+                        channels=song.shape[0], duration_s=song.shape[-1] / sample_rate)
+
+
+def _channels_first(samples: np.ndarray) -> np.ndarray:
+    samples = np.asarray(samples)
+    return samples.reshape(-1, samples.shape[-1])
 
 
 def encode_all(songs: list[np.ndarray], sample_rate: int, audio_format: str = "mp3",
@@ -130,8 +141,8 @@ def encode_all(songs: list[np.ndarray], sample_rate: int, audio_format: str = "m
         return [one(song) for song in songs]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="encode") as pool:
         if audio_format == "mp3" and mp3_encoder == "lameenc":
-            frames = [peak_safe(song) for song in songs]
-            parts = parts_for(len(songs), workers, min(f.shape[0] for f in frames) / sample_rate)
-            encoded = lame_mp3(frames, sample_rate, mp3_bitrate, pool, parts)
-            return [_encoded(data, audio_format, sample_rate, f) for data, f in zip(encoded, frames, strict=True)]
+            songs = [_channels_first(song) for song in songs]
+            parts = parts_for(len(songs), workers, min(s.shape[-1] for s in songs) / sample_rate)
+            encoded = lame_mp3(songs, sample_rate, mp3_bitrate, peak_safe, pool, parts)  # clipped in each part
+            return [_described(data, audio_format, sample_rate, song) for data, song in zip(encoded, songs, strict=True)]
         return list(pool.map(one, songs))

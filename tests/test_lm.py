@@ -4,6 +4,7 @@ caller's values always win, phase 2 writes exactly 5 codes a second, and the who
 from __future__ import annotations
 
 import pytest
+import torch
 
 from inference.lm.planner import LmPlanner
 from inference.lm.sampling import Sampling
@@ -133,3 +134,99 @@ def test_a_caption_ends_where_the_lm_would_rather_write_the_next_field(lm_servic
     run = scripted.plan("x", "y", {}, Sampling(temperature=0.0, top_p=None), 1)
     assert run.output.caption == "a short caption"
     assert "caption: a short caption\nduration:" in run.texts[0]
+
+
+def _prompts(planner, *texts: str) -> list[list[int]]:
+    return [planner.lm.tokenizer.encode(text, add_special_tokens=False) for text in texts]
+
+
+def _codes_prompts(planner) -> list[list[int]]:
+    """Phase 2's two rows, of different lengths (so the unconditional one is left-padded)."""
+    from inference.lm.prompts import codes_prompt, unconditional_codes_prompt
+
+    prompts = _prompts(planner, codes_prompt("lofi piano", "[Verse]\nrain", {"bpm": 90, "duration": 10}),
+                       unconditional_codes_prompt("NO USER INPUT"))
+    assert len(prompts[0]) != len(prompts[1])
+    return prompts
+
+
+def test_the_static_cache_writes_the_same_tokens_as_the_dynamic_one(planner):
+    from inference.lm.constraints import CodesProgram, FreeProgram, Program
+    from inference.lm.prompts import plan_prompt
+    from inference.lm.sampling import decode
+
+    lm = planner.lm
+    plan = _prompts(planner, plan_prompt("dreamy synthwave", "[Verse]\nneon"))
+    cases = [(lambda: CodesProgram(lm.vocab, 40), _codes_prompts(planner), Sampling(cfg_scale=2.5,
+                                                                                    repetition_penalty=1.2), 42),
+             (lambda: Program.plan(lm.vocab, {}, planner.max_duration), plan, Sampling(), 1024),
+             (lambda: FreeProgram(lm.vocab), plan, Sampling(temperature=1.0), 120)]
+    for seed in range(3):
+        for program, prompts, sampling, budget in cases:
+            dynamic = decode(lm.model, prompts, program(), sampling, budget, lm.tokens.pad, seed, static_cache=False)
+            static = decode(lm.model, prompts, program(), sampling, budget, lm.tokens.pad, seed, static_cache=True)
+            assert static == dynamic
+
+
+def test_phase_two_reads_nothing_back_per_token(planner, monkeypatch):
+    """The codes stay on the device until the end: however many are written, the same few reads to the host (the
+    ones transformers makes in the prompt's forward, and the one read of all the tokens)."""
+    from inference.lm.constraints import CodesProgram
+    from inference.lm.sampling import decode
+
+    lm = planner.lm
+    reads = {"count": 0}
+    for name in ("item", "tolist", "__bool__", "__int__", "__float__", "__index__", "cpu", "numpy"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, **kwargs):
+            reads["count"] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    sampling = Sampling(cfg_scale=2.5, repetition_penalty=1.1, top_k=200)
+    for static in (False, True):
+        counts = []
+        for codes in (5, 40):
+            reads["count"] = 0
+            tokens = decode(lm.model, _codes_prompts(planner), CodesProgram(lm.vocab, codes), sampling, codes + 2,
+                            lm.tokens.pad, 1, static_cache=static)
+            assert len(tokens) == codes + 1 and tokens[-1] == lm.tokens.eos
+            counts.append(reads["count"])
+        assert counts[0] == counts[1] <= 3, (static, counts)
+
+
+def test_a_seed_reproduces_with_guidance_and_the_repetition_penalty(planner):
+    from inference.lm.constraints import Program
+    from inference.lm.prompts import plan_prompt
+    from inference.lm.sampling import decode
+
+    lm = planner.lm
+    sampling = Sampling(cfg_scale=2.5, repetition_penalty=1.3)
+    codes = [planner.codes("x", "y", {"bpm": 100, "duration": 10}, 10.0, sampling, "NO USER INPUT", 9).texts
+             for _ in range(2)]
+    assert codes[0] == codes[1]
+    prompts = _prompts(planner, plan_prompt("dreamy synthwave", "[Verse]\nneon"), plan_prompt("", ""))
+
+    def plan(seed: int) -> list[int]:
+        return decode(lm.model, prompts, Program.plan(lm.vocab, {}, planner.max_duration), sampling, 1024,
+                      lm.tokens.pad, seed)
+
+    assert plan(4) == plan(4) != plan(5)
+
+
+def test_fixed_text_draws_nothing(planner, monkeypatch):
+    """A plan whose every value the caller gave is fixed text from start to end: no step sorts or draws."""
+    draws = {"count": 0}
+    for name in ("sort", "softmax"):
+        original = getattr(torch, name)
+
+        def counted(*args, _original=original, **kwargs):
+            draws["count"] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(torch, name, counted)
+    user = {"bpm": 128, "keyscale": "F# minor", "timesignature": "3", "duration": 25, "language": "ja"}
+    run = planner.plan("x", "y", user, Sampling(), 3, skip=("caption",))
+    assert run.output.bpm == 128 and run.output.keyscale == "F# minor" and run.tokens > 20
+    assert draws["count"] == 0

@@ -15,6 +15,7 @@ import torch
 
 from inference.contract import VALID_LANGUAGES, parse_generate_request
 from inference.errors import InputError
+from inference.lm.constraints import Constraint
 from inference.lm.sampling import Sampling, decode
 
 SONG = {"caption": "warm jazz trio", "lyrics": "[Verse]\nsoft", "batch_size": 1, "seed": 21, "audio_format": "wav",
@@ -181,14 +182,8 @@ class FavouriteTokens(torch.nn.Module):
         return SimpleNamespace(logits=logits, past_key_values=None)
 
 
-class Anything:
-    done = False
-
-    def mask(self, logits):
-        return logits
-
-    def advance(self, token):
-        pass
+class Anything(Constraint):
+    """No constraint at all (the interface's defaults: every token allowed, each one read)."""
 
 
 def test_the_repetition_penalty_discourages_tokens_already_written():

@@ -8,6 +8,11 @@ continuation lines (as PyYAML writes a long value at width 80, and the LM was tr
 code tokens, backticks or special tokens, then ``</think>``, then either the end of the turn (a plan) or free
 text with code tokens masked (format and sample). What stays unconstrained: the words of the caption, genres
 and lyrics.
+
+Every program speaks ``Constraint``'s small interface to the decoding loop, and its masks stay on the model's
+device: each bool mask and id tensor is made once per device (and vocabulary size) and kept, so a step builds
+nothing on the host. Only ``Program`` (a plan walks a prefix tree) reads each token's value; ``CodesProgram``
+counts and ``FreeProgram`` waits for the end of the turn, which the loop finds on the device.
 """
 
 from __future__ import annotations
@@ -66,17 +71,55 @@ class Vocabulary:
             match = CODE_TOKEN.fullmatch(name or "")
             if match and int(match.group(1)) > AUDIO_CODE_MAX:
                 self.free_blocked[i] = True
+        self.not_continuation = ~(self.starts_blank & ~self.free_text_blocked)  # after a line break
+        self.codes_blocked = torch.ones(size, dtype=torch.bool)  # phase 2: everything but the code tokens
+        self.codes_blocked[[i for i in tokens.code_ids if i < size]] = False
+        self.newline = self.encode("\n")[0]
+        self.line_enders = frozenset(torch.nonzero(self.ends_line).flatten().tolist())  # read per token: no tensor
+        self._on_device: dict = {}
+        self._ids: dict = {}
+        self._children: dict = {}
+        self._tries: dict = {}
+
+    def on(self, name: str, device: torch.device, size: int) -> torch.Tensor:
+        """The bool mask ``name`` (one of this vocabulary's) cut to ``size`` logits on ``device``, made once per
+        device and size, so no step builds or copies a mask."""
+        key = (name, device, size)
+        mask = self._on_device.get(key)
+        if mask is None:
+            mask = self._on_device[key] = getattr(self, name)[:size].to(device)
+        return mask
+
+    def ids(self, ids: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """``ids`` as an index tensor on ``device``, made once per device."""
+        key = (ids, device)
+        tensor = self._ids.get(key)
+        if tensor is None:
+            tensor = self._ids[key] = torch.tensor(ids, dtype=torch.long, device=device)
+        return tensor
+
+    def children(self, node: dict) -> tuple[int, ...]:
+        """The tokens a prefix-tree node allows next (computed once per node: the tries are kept)."""
+        found = self._children.get(id(node))
+        if found is None:
+            found = self._children[id(node)] = (node, tuple(t for t in node if t != END))
+        return found[1]
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
     def trie(self, values: list[str]) -> dict:
-        root: dict = {}
-        for value in values:
-            node = root
-            for token in self.encode(f" {value}\n"):
-                node = node.setdefault(token, {})
-            node[END] = {}
+        """The prefix tree of the encodings of `` {value}\n``, built once per list of values and shared (it is only
+        read while decoding)."""
+        key = tuple(values)
+        root = self._tries.get(key)
+        if root is None:
+            root = self._tries[key] = {}
+            for value in values:
+                node = root
+                for token in self.encode(f" {value}\n"):
+                    node = node.setdefault(token, {})
+                node[END] = {}
         return root
 
 
@@ -95,8 +138,38 @@ class Step:
     trie: dict | None = None
 
 
-class Program:
-    """The steps of one generation, and where the decoder is in them."""
+class Constraint:
+    """What the decoding loop asks of a program at every generated token.
+
+    - ``forced()``: the one token this step allows when that is known without the logits (fixed text, a prefix-tree
+      node with one child, the forced end of the turn), else None. The loop then draws nothing: no mask, no sort,
+      no softmax over the vocabulary.
+    - ``mask(logits)``: the logits (on the model's device) with what this step does not allow at -inf, computed on
+      that device with the program's kept masks.
+    - ``needs_value``: whether ``advance`` must see the token's value. True costs one device-to-host read per
+      token; False lets the loop keep the tokens on the device and call ``advance(None)``.
+    - ``stop_token``: for a program that needs no value, the token that ends the generation when drawn (None: the
+      program ends by itself). The loop looks for it on the device every few tokens and cuts after its first one.
+    - ``advance(token)``, ``done``: move on past the token; whether the program has ended.
+    """
+
+    needs_value = True
+    stop_token: int | None = None
+    done = False
+
+    def forced(self) -> int | None:
+        return None
+
+    def mask(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits
+
+    def advance(self, token: int | None) -> None:
+        pass
+
+
+class Program(Constraint):
+    """The steps of one generation, and where the decoder is in them. A plan walks a prefix tree and ends a free
+    value on a token's value, so it reads every token (``needs_value``)."""
 
     def __init__(self, vocab: Vocabulary, steps: list[Step], max_tail_tokens: int = 0):
         self.vocab = vocab
@@ -154,31 +227,49 @@ class Program:
         """The first token of the step after a free value (always a fixed one: the next field's name)."""
         return self.steps[self.index + 1].ids[0]
 
-    def mask(self, logits: torch.Tensor) -> torch.Tensor:
-        """Logits with everything this step does not allow at -inf."""
+    def forced(self) -> int | None:
+        """The token this step allows alone, when the step says so by itself."""
         if self.done:
-            return _only(logits, [self.vocab.tokens.eos])
+            return self.vocab.tokens.eos
         step = self.step
         if step.kind == "fixed":
-            return _only(logits, [step.ids[self.offset]])
+            return step.ids[self.offset]
         if step.kind == "choice":
-            return _only(logits, [t for t in self.node if t != END])
+            children = self.vocab.children(self.node)
+            return children[0] if len(children) == 1 else None
         if step.kind == "free":
-            following = self._following_id()
-            if self.after_newline:  # upstream's rule: the LM's likeliest token decides, continuation or not
-                continuation = self.vocab.starts_blank[: logits.shape[-1]] & \
-                    ~self.vocab.free_text_blocked[: logits.shape[-1]]
-                if self.free_tokens >= CAPTION_MAX_TOKENS or not bool(continuation[int(torch.argmax(logits))]):
-                    return _only(logits, [following])  # the value ended: the next field's name
-                return logits.masked_fill(~continuation, float("-inf"))  # an indented continuation line
-            if self.free_tokens >= CAPTION_MAX_TOKENS:
-                return _only(logits, self.vocab.encode("\n")[:1])
-            return logits.masked_fill(self.vocab.wrapped_text_blocked[: logits.shape[-1]], float("-inf"))
+            if self.free_tokens < CAPTION_MAX_TOKENS:
+                return None
+            return self._following_id() if self.after_newline else self.vocab.newline  # the value is ended
         if step.kind == "tail":
-            if self.free_tokens >= self.max_tail_tokens:
-                return _only(logits, [self.vocab.tokens.eos])
-            return logits.masked_fill(self.vocab.tail_blocked[: logits.shape[-1]], float("-inf"))
-        return _only(logits, [self.vocab.tokens.eos])  # stop
+            return self.vocab.tokens.eos if self.free_tokens >= self.max_tail_tokens else None
+        return self.vocab.tokens.eos  # stop
+
+    def mask(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits with everything this step does not allow at -inf."""
+        device, size = logits.device, logits.shape[-1]
+        forced = self.forced()
+        if forced is not None:
+            return _only(logits, self.vocab.ids((forced,), device))
+        step = self.step
+        if step.kind == "choice":
+            return _only(logits, self.vocab.ids(self.vocab.children(self.node), device))
+        if step.kind == "free":
+            if self.after_newline:
+                return self._continue_or_end(logits)
+            return logits.masked_fill(self.vocab.on("wrapped_text_blocked", device, size), float("-inf"))
+        return logits.masked_fill(self.vocab.on("tail_blocked", device, size), float("-inf"))  # tail
+
+    def _continue_or_end(self, logits: torch.Tensor) -> torch.Tensor:
+        """After a line break in a free value, upstream's rule: the LM's likeliest token decides. If it starts an
+        indented continuation line, only such tokens stay; otherwise the value ended and the next field's name is
+        forced. Both are computed and one is picked on the device (reading the likeliest token would cost a
+        second read per step)."""
+        device, size = logits.device, logits.shape[-1]
+        stop = self.vocab.on("not_continuation", device, size)
+        goes_on = ~stop.gather(0, torch.argmax(logits, dim=-1, keepdim=True))
+        ended = _only(logits, self.vocab.ids((self._following_id(),), device))
+        return torch.where(goes_on, logits.masked_fill(stop, float("-inf")), ended)
 
     def advance(self, token: int) -> None:
         if self.done:
@@ -198,7 +289,7 @@ class Program:
                 self.advance(token)
                 return
             self.free_tokens += 1
-            self.after_newline = bool(self.vocab.ends_line[token])
+            self.after_newline = token in self.vocab.line_enders
         elif step.kind == "tail":
             self.free_tokens += 1
             if token == self.vocab.tokens.eos:
@@ -207,48 +298,61 @@ class Program:
             self.index = len(self.steps)
 
 
-class CodesProgram:
-    """Phase 2: exactly ``count`` audio-code tokens, then the end of the turn."""
+class CodesProgram(Constraint):
+    """Phase 2: exactly ``count`` audio-code tokens, then the end of the turn. Its state is a count: the mask allows
+    only code tokens before the count and only the end after it, so no token's value is ever needed."""
 
-    def __init__(self, tokens: LmTokens, count: int, size: int):
-        self.tokens = tokens
+    needs_value = False
+
+    def __init__(self, vocab: Vocabulary, count: int):
+        self.vocab = vocab
         self.count = count
         self.emitted = 0
         self.done = False
-        self.blocked = torch.ones(size, dtype=torch.bool)  # everything but the code tokens (EOS too, until the end)
-        self.blocked[[i for i in tokens.code_ids if i < size]] = False
+
+    def forced(self) -> int | None:
+        return self.vocab.tokens.eos if self.emitted >= self.count else None
 
     def mask(self, logits: torch.Tensor) -> torch.Tensor:
         if self.emitted >= self.count:
-            return _only(logits, [self.tokens.eos])
-        return logits.masked_fill(self.blocked[: logits.shape[-1]], float("-inf"))
+            return _only(logits, self.vocab.ids((self.vocab.tokens.eos,), logits.device))
+        return logits.masked_fill(self.vocab.on("codes_blocked", logits.device, logits.shape[-1]), float("-inf"))
 
-    def advance(self, token: int) -> None:
-        if token == self.tokens.eos:
+    def advance(self, token: int | None = None) -> None:
+        """One more code, or the end of the turn once ``count`` codes are written (a value, when given, is
+        consistent with that: the mask allows nothing else)."""
+        if self.emitted >= self.count or token == self.vocab.tokens.eos:
             self.done = True
         else:
             self.emitted += 1
 
 
-class FreeProgram:
+class FreeProgram(Constraint):
     """``constrained_decoding`` off: the LM writes what it likes until the end of its turn (or the token budget);
     only ids past the tokenizer (no text) and code tokens past the codebook (no sound) are never drawn. What it
-    wrote is checked afterwards."""
+    wrote is checked afterwards. Its only state is whether the end came: the loop finds that on the device
+    (``stop_token``), so no token is read back one at a time."""
+
+    needs_value = False
 
     def __init__(self, vocab: Vocabulary):
         self.vocab = vocab
         self.done = False
 
-    def mask(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits.masked_fill(self.vocab.free_blocked[: logits.shape[-1]], float("-inf"))
+    @property
+    def stop_token(self) -> int:
+        return self.vocab.tokens.eos
 
-    def advance(self, token: int) -> None:
+    def mask(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.masked_fill(self.vocab.on("free_blocked", logits.device, logits.shape[-1]), float("-inf"))
+
+    def advance(self, token: int | None = None) -> None:
         self.done = self.done or token == self.vocab.tokens.eos
 
 
-def _only(logits: torch.Tensor, ids: list[int]) -> torch.Tensor:
-    out = torch.full_like(logits, float("-inf"))
-    out[..., ids] = logits[..., ids]
-    if not torch.isfinite(out[..., ids]).any():  # CFG can push an allowed token to -inf: keep it reachable
-        out[..., ids] = 0.0
-    return out
+def _only(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Logits with only ``ids`` (an index tensor on the logits' device) left. If CFG pushed every one of them to
+    -inf they are reset to 0, so one stays reachable; decided on the device, without reading anything back."""
+    kept = logits.index_select(-1, ids)
+    kept = torch.where(torch.isfinite(kept).any(), kept, 0.0)
+    return torch.full_like(logits, float("-inf")).index_copy_(-1, ids, kept)

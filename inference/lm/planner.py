@@ -77,7 +77,7 @@ class LmPlanner:
         started = time.perf_counter()
         count = int(duration * CODES_PER_SECOND)
         if sampling.constrained:
-            program, budget = CodesProgram(self.lm.tokens, count, self.lm.vocab.size), count + 2
+            program, budget = CodesProgram(self.lm.vocab, count), count + 2
         else:
             program, budget = FreeProgram(self.lm.vocab), count + FREE_CODES_MARGIN
         negative = unconditional_codes_prompt(negative_prompt) if sampling.cfg_scale > 1.0 else None
