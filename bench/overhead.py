@@ -41,6 +41,7 @@ def main() -> None:
     for name in [k for k in os.environ if k.startswith("BUCKET_") or k == "ACESTEP_OUTPUT_DIR"]:
         del os.environ[name]
     os.environ["ACESTEP_CHECKPOINT_DIR"] = str(args.checkpoint_dir)
+    os.environ["ACESTEP_INLINE_MAX_BYTES"] = str(2**30)  # inline at any --duration: the handler's cost, not the cap
     import handler  # noqa: E402
     import torch  # noqa: E402
 

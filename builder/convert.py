@@ -198,18 +198,15 @@ def _load_strict(module: torch.nn.Module, name: str, weights: dict[str, torch.Te
     if problems:
         raise ConversionError(f"{name}: {'; '.join(problems)}; refusing to save a checkpoint that diffusers would "
                               f"only warn about")
-    module.load_state_dict(weights, strict=True)
+    module.load_state_dict(weights, strict=True, assign=True)  # the weights themselves (the module may be empty)
 
 
 # --- the whole conversion -------------------------------------------------------------------------
-def convert(source: Path, dit: str, out: Path, dtype: torch.dtype = torch.bfloat16,
-            version_override: str | None = None, force: bool = False) -> Path:
-    target = out / dit
-    if target.exists() and not force:
-        raise ConversionError(f"{target} exists; pass --force to replace it")
+def build_modules(source: Path, dit: str, dtype: torch.dtype = torch.bfloat16, version_override: str | None = None
+                  ) -> tuple[dict[str, torch.nn.Module], dict[str, dict[str, torch.Tensor]], list[str]]:
+    """The DiT's four modules built from the original layout with every check (configs, invariants, keys,
+    shapes, silence latent), nothing written: (modules, their weights, stray buffers dropped)."""
     dit_dir = source / dit
-    if (dit_dir / "model_index.json").is_file():  # already diffusers layout: used as it is
-        return _copy_tree(dit_dir, target)
     for folder in (dit_dir, source / VAE_DIR, source / TEXT_ENCODER_DIR):
         if not (folder / "config.json").is_file():
             raise ConversionError(f"{folder.name}/config.json is missing under the source folder")
@@ -223,22 +220,52 @@ def convert(source: Path, dit: str, out: Path, dtype: torch.dtype = torch.bfloat
     groups, dropped = route(read_state(dit_dir))
     groups["condition_encoder"]["silence_latent"] = read_silence_latent(dit_dir, cfg["timbre_hidden_dim"])
     groups = {name: {k: v.to(dtype) for k, v in weights.items()} for name, weights in groups.items()}
-
     _quiet()
+    from accelerate import init_empty_weights
+
+    classes = module_classes()
+    modules = {}
+    for name in MODULES:
+        with init_empty_weights(include_buffers=False):  # no random init of billions of weights to overwrite
+            module = classes[name](**kwargs[name])
+        _load_strict(module, name, groups[name])
+        modules[name] = module.to(dtype)
+    return modules, groups, dropped
+
+
+def pipeline_in_memory(source: Path, dit: str, dtype: torch.dtype = torch.bfloat16):
+    """An ``AceStepPipeline`` straight from the original layout, converted in memory with the same checks as
+    ``convert`` (the text encoder's too), nothing written."""
+    from diffusers import AceStepPipeline, AutoencoderOobleck
+    from transformers import AutoTokenizer
+
+    modules, _, _ = build_modules(source, dit, dtype)
+    text_encoder = _load_text_encoder(source / TEXT_ENCODER_DIR, dtype)
+    return AceStepPipeline(**modules, vae=AutoencoderOobleck.from_pretrained(source / VAE_DIR),
+                           text_encoder=text_encoder, tokenizer=AutoTokenizer.from_pretrained(source / TEXT_ENCODER_DIR),
+                           scheduler=_new_scheduler())
+
+
+def convert(source: Path, dit: str, out: Path, dtype: torch.dtype = torch.bfloat16,
+            version_override: str | None = None, force: bool = False) -> Path:
+    target = out / dit
+    if target.exists() and not force:
+        raise ConversionError(f"{target} exists; pass --force to replace it")
+    dit_dir = source / dit
+    if (dit_dir / "model_index.json").is_file():  # already diffusers layout: used as it is
+        return _copy_tree(dit_dir, target)
+    modules, groups, dropped = build_modules(source, dit, dtype, version_override)
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dit}-converting-", dir=out))
     try:
-        classes = module_classes()
         for name in MODULES:
-            module = classes[name](**kwargs[name]).to(dtype)
-            _load_strict(module, name, groups[name])
-            module.save_pretrained(staging / name, safe_serialization=True, max_shard_size="5GB")
-            del module
+            modules[name].save_pretrained(staging / name, safe_serialization=True, max_shard_size="5GB")
+        del modules
         tokenizer_class = _text_encoder(source / TEXT_ENCODER_DIR, staging, dtype)
         shutil.copytree(source / VAE_DIR, staging / "vae")  # verbatim: the VAE stays in its own (fp32) weights
         _scheduler(staging)
         _model_index(staging, tokenizer_class)
-        verify_saved(staging, groups, classes)
+        verify_saved(staging, groups, module_classes())
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
@@ -257,8 +284,8 @@ def _quiet() -> None:
         library.disable_progress_bar()
 
 
-def _text_encoder(source: Path, staging: Path, dtype: torch.dtype) -> str:
-    from transformers import AutoTokenizer, Qwen3Model
+def _load_text_encoder(source: Path, dtype: torch.dtype):
+    from transformers import Qwen3Model
 
     model, info = Qwen3Model.from_pretrained(source, dtype=dtype, output_loading_info=True)
     unexpected = [k for k in info.get("unexpected_keys", []) if not k.startswith("lm_head.")]
@@ -266,7 +293,13 @@ def _text_encoder(source: Path, staging: Path, dtype: torch.dtype) -> str:
     if bad:
         raise ConversionError(f"{source.name}: the text encoder's weights do not match Qwen3Model "
                               f"({len(bad)} key(s), e.g. {bad[0]})")
-    model.save_pretrained(staging / "text_encoder", safe_serialization=True)
+    return model
+
+
+def _text_encoder(source: Path, staging: Path, dtype: torch.dtype) -> str:
+    from transformers import AutoTokenizer
+
+    _load_text_encoder(source, dtype).save_pretrained(staging / "text_encoder", safe_serialization=True)
     (staging / "tokenizer").mkdir()
     for name in TOKENIZER_FILES + OPTIONAL_TOKENIZER_FILES:
         if (source / name).is_file():
@@ -274,11 +307,15 @@ def _text_encoder(source: Path, staging: Path, dtype: torch.dtype) -> str:
     return type(AutoTokenizer.from_pretrained(staging / "tokenizer")).__name__
 
 
-def _scheduler(staging: Path) -> None:
+def _new_scheduler():
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     # the pipeline passes sigmas it has already shifted; the scheduler must not shift them again
-    FlowMatchEulerDiscreteScheduler(num_train_timesteps=1, shift=1.0).save_pretrained(staging / "scheduler")
+    return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1, shift=1.0)
+
+
+def _scheduler(staging: Path) -> None:
+    _new_scheduler().save_pretrained(staging / "scheduler")
 
 
 def _model_index(staging: Path, tokenizer_class: str) -> None:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -164,11 +166,22 @@ def _from_pretrained(path: Path, dtype: torch.dtype):
     if weights.problems:
         raise CheckpointError(f"the checkpoint at {path} does not match the model: {weights.problems[0]}; "
                               f"rebuild it with builder/")
+    _check_silence(pipe, f"the checkpoint at {path}")
+    return pipe
+
+
+def _built(build: Callable[[torch.dtype], Any], dtype: torch.dtype):
+    """A pipeline made by ``build`` (the original layout converted in memory, ``inference.model_cache``)."""
+    pipe = build(dtype)
+    _check_silence(pipe, "the cached checkpoint")
+    return pipe
+
+
+def _check_silence(pipe, what: str) -> None:
     silence = getattr(pipe.condition_encoder, "silence_latent", None)
     if silence is None or not bool(torch.count_nonzero(silence)):
-        raise CheckpointError(f"the checkpoint at {path} has an all-zero condition_encoder.silence_latent "
+        raise CheckpointError(f"{what} has an all-zero condition_encoder.silence_latent "
                               f"(converted without silence_latent.pt), which makes drone audio; reconvert it")
-    return pipe
 
 
 def warm_up(loaded: LoadedPipeline, durations: tuple[float, ...] = (10.0,)) -> float:
@@ -189,13 +202,15 @@ def warm_up(loaded: LoadedPipeline, durations: tuple[float, ...] = (10.0,)) -> f
     return time.perf_counter() - started
 
 
-def load_pipeline(settings: Settings) -> LoadedPipeline:
-    """Checkpoint folder to a ready pipeline; raises ``CheckpointError`` with one clear line."""
+def load_pipeline(settings: Settings, build: Callable[[torch.dtype], Any] | None = None) -> LoadedPipeline:
+    """Checkpoint folder (or, with ``build``, a pipeline it makes for a dtype) to a ready pipeline; raises
+    ``CheckpointError`` with one clear line."""
     path = settings.dit_path
-    check_checkpoint_folder(path)
-    checked = check_manifest(path)  # sizes only: a second, not minutes of hashing
-    if checked:
-        log.info("%d checkpoint files match the build manifest", checked)
+    if build is None:
+        check_checkpoint_folder(path)
+        checked = check_manifest(path)  # sizes only: a second, not minutes of hashing
+        if checked:
+            log.info("%d checkpoint files match the build manifest", checked)
     device = pick_device(settings.device)
     dtype = pick_dtype(settings.dtype, device)
     allow_tf32(device)
@@ -203,7 +218,7 @@ def load_pipeline(settings: Settings) -> LoadedPipeline:
 
     _quiet_progress_bars()
     started = time.perf_counter()
-    pipe = _from_pretrained(path, dtype)
+    pipe = _from_pretrained(path, dtype) if build is None else _built(build, dtype)
     pipe.to(device)
     vae_dtype = pick_dtype(settings.vae_dtype, device) if settings.vae_dtype != "auto" else dtype
     if pipe.vae.dtype != vae_dtype:

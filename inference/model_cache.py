@@ -8,9 +8,11 @@ models come from (``builder/layout.py``): ``ACE-Step/Ace-Step1.5`` in the origin
 repo. Nothing is downloaded.
 
 A diffusers-layout snapshot is loaded as it is. The original layout is converted by ``builder.convert`` (the
-same strict mapping and checks as an image build, not a copy of them) once, into ``ACESTEP_CONVERTED_DIR``
-under a key of the snapshots it came from; a later cold start on the same host (the folder on the network
-volume, or a restarted container) finds it done. Every file a component needs is checked first, so a
+same strict mapping and checks as an image build, not a copy of them): where a conversion can be kept for later
+cold starts (``ACESTEP_CONVERTED_DIR``, or a writable network volume), once, into that folder under a key of the
+snapshots it came from, and found done by every later start; where it cannot (only the container's own disk,
+gone with it), in memory at every start, which costs no write and no read-back (``bench/cold_start.py --cache``
+measures the three). Every file a component needs is checked first, so a
 half-downloaded or foreign snapshot is one line naming what is missing, which every job then reports
 (the worker stays up, never in a crash loop).
 """
@@ -23,8 +25,13 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from builder.layout import LayoutError, MAIN_REPO, TEXT_ENCODER_DIR, VAE_DIR, check_present, components
 from inference.errors import CachedModelError, CheckpointError
@@ -32,6 +39,7 @@ from inference.settings import RUNPOD_VOLUME, Settings
 
 log = logging.getLogger("acestep.model_cache")
 RUNPOD_HF_CACHE = Path(RUNPOD_VOLUME) / "huggingface-cache" / "hub"
+BAKED_DTYPE = torch.bfloat16  # what builder.convert writes by default, and the image bakes
 CONVERSION = "1"  # bump when builder.convert's output changes, so older conversions are not reused
 
 
@@ -60,14 +68,24 @@ def snapshot(roots: list[Path], repo: str) -> Path | None:
     return None
 
 
-def with_cached_models(settings: Settings, lm_name: str | None) -> Settings:
+@dataclass(frozen=True)
+class Cached:
+    """What the loader is given: settings naming the checkpoint folders, and for a conversion in memory the
+    function that builds the pipeline for a dtype."""
+
+    settings: Settings
+    build: Callable[[Any], Any] | None = None
+
+
+def with_cached_models(settings: Settings, lm_name: str | None) -> Cached:
     """``settings`` unchanged when its DiT folder exists; else settings pointing at the cache's checkpoints
-    (``ACESTEP_CONFIG_PATH``, and ``ACESTEP_LM_MODEL_PATH`` for ``lm_name`` when the cache has it)."""
+    (``ACESTEP_CONFIG_PATH``, or a conversion in memory; ``ACESTEP_LM_MODEL_PATH`` for ``lm_name`` when the cache
+    has it)."""
     if settings.dit_path.exists() or settings.config_path is not None:
-        return settings
+        return Cached(settings)
     roots = cache_roots(settings)
     if not roots:
-        return settings  # no cache either: the loader says what it looked for
+        return Cached(settings)  # no cache either: the loader says what it looked for
     dit_name = settings.dit_model
     parts = components(dit_name, None)
     dit = parts[0]
@@ -77,11 +95,16 @@ def with_cached_models(settings: Settings, lm_name: str | None) -> Settings:
         raise CachedModelError(f"no {dit_name} in {settings.checkpoint_dir} nor in the model cache ({where}): "
                               f"set the endpoint's cached model to {dit.repo}, or bake the checkpoints into the image")
     source = _source_folder(roots, parts, dit_snapshot)
+    update: dict = {}
+    build = None
     if dit.kind == "dit-diffusers":
-        dit_path = _as_named(dit_snapshot, dit_name, settings)
+        update["config_path"] = _as_named(dit_snapshot, dit_name, settings)
+    elif (done := _converted_before(source, dit_name, settings)) is not None:
+        update["config_path"] = done
+    elif settings.convert_to_folder:
+        update["config_path"] = _converted(source, dit_name, settings)
     else:
-        dit_path = _converted(source, dit_name, settings)
-    update: dict = {"config_path": dit_path}
+        build = _in_memory(source, dit_name)
     if lm_name and settings.lm_model_path is None:
         lm_dir = _cached_lm(roots, lm_name)
         if lm_dir is not None:
@@ -91,7 +114,7 @@ def with_cached_models(settings: Settings, lm_name: str | None) -> Settings:
 
             raise CachedModelError(f"the model cache ({where}) has no {lm_name} (from {lm_component(lm_name).repo}): "
                                    f"cache it too, or set ACESTEP_LM_MODEL=none")
-    return settings.model_copy(update=update)
+    return Cached(settings.model_copy(update=update), build)
 
 
 def _source_folder(roots: list[Path], parts, dit_snapshot: Path) -> dict[str, Path]:
@@ -128,14 +151,42 @@ def _key(folders: dict[str, Path]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _converted(folders: dict[str, Path], dit_name: str, settings: Settings) -> Path:
-    """The original layout converted into the first writable conversion folder, once."""
+def _converted_before(folders: dict[str, Path], dit_name: str, settings: Settings) -> Path | None:
     key = _key(folders)
     for base in settings.converted_folders:
         done = base / key / dit_name
         if (done / "model_index.json").is_file():
             log.info("the cached %s was converted before: %s", dit_name, done)
             return done
+    return None
+
+
+def _in_memory(folders: dict[str, Path], dit_name: str) -> Callable[[Any], Any]:
+    """The pipeline converted in memory at load, in the loader's dtype (no folder to keep a conversion for
+    later cold starts, so none is written)."""
+    def build(dtype):
+        from builder.convert import ConversionError, pipeline_in_memory
+
+        with tempfile.TemporaryDirectory(prefix="acestep-source-") as staging:
+            _link_source(folders, dit_name, Path(staging))
+            log.info("converting the cached %s in memory (no persistent ACESTEP_CONVERTED_DIR)", dit_name)
+            try:  # in the image build's dtype first, so the weights are exactly a baked checkpoint's
+                return pipeline_in_memory(Path(staging), dit_name, BAKED_DTYPE).to(dtype=dtype)
+            except ConversionError as err:
+                raise CheckpointError(f"the cached {dit_name} cannot be converted: {err}") from None
+
+    return build
+
+
+def _link_source(folders: dict[str, Path], dit_name: str, staging: Path) -> None:
+    """The layout builder.convert reads, as links to the snapshots' folders."""
+    for name in (dit_name, VAE_DIR, TEXT_ENCODER_DIR):
+        os.symlink(folders[name].resolve(), staging / name)
+
+
+def _converted(folders: dict[str, Path], dit_name: str, settings: Settings) -> Path:
+    """The original layout converted into the first writable conversion folder, once."""
+    key = _key(folders)
     for base in settings.converted_folders:
         try:
             (base / key).mkdir(parents=True, exist_ok=True)
@@ -147,7 +198,7 @@ def _converted(folders: dict[str, Path], dit_name: str, settings: Settings) -> P
             if (base / key / dit_name / "model_index.json").is_file():
                 return base / key / dit_name
             return _convert_into(folders, dit_name, base / key)
-    raise CheckpointError(f"no writable folder to convert the cached {dit_name} into (ACESTEP_CONVERTED_DIR)")
+    raise CheckpointError(f"ACESTEP_CONVERTED_DIR is not writable: the cached {dit_name} cannot be converted into it")
 
 
 @contextmanager
@@ -163,11 +214,9 @@ def _locked(folder: Path):
 def _convert_into(folders: dict[str, Path], dit_name: str, out: Path) -> Path:
     from builder.convert import ConversionError, convert
 
-    staging = Path(tempfile.mkdtemp(prefix=".source-", dir=out))  # the layout builder.convert reads, as links
+    staging = Path(tempfile.mkdtemp(prefix=".source-", dir=out))
     try:
-        for name, folder in ((dit_name, folders[dit_name]), (VAE_DIR, folders[VAE_DIR]),
-                             (TEXT_ENCODER_DIR, folders[TEXT_ENCODER_DIR])):
-            os.symlink(folder.resolve(), staging / name)
+        _link_source(folders, dit_name, staging)
         log.info("converting the cached %s into %s (once for this snapshot)", dit_name, out)
         try:
             return convert(staging, dit_name, out, force=True)
@@ -178,8 +227,8 @@ def _convert_into(folders: dict[str, Path], dit_name: str, out: Path) -> Path:
 
 
 def _as_named(snapshot_dir: Path, dit_name: str, settings: Settings) -> Path:
-    """A diffusers snapshot under its model's name (what the worker reports), as a link where one can be made."""
-    for base in settings.converted_folders:
+    """A diffusers snapshot under its model's name (what the worker reports): a link to it."""
+    for base in [*settings.converted_folders, Path(tempfile.gettempdir()) / "acestep-models"]:
         link = base / _key({dit_name: snapshot_dir}) / dit_name
         try:
             link.parent.mkdir(parents=True, exist_ok=True)

@@ -89,8 +89,9 @@ class GenerationService:
     def start(cls, settings: Settings) -> "GenerationService":
         """The cold start: load (and warm up) the checkpoint and the 5 Hz LM once; with no checkpoint baked in,
         from the host's model cache."""
-        settings = with_cached_models(settings, wanted_lm(settings))
-        loaded = load_pipeline(settings)
+        cached = with_cached_models(settings, wanted_lm(settings))
+        settings = cached.settings
+        loaded = load_pipeline(settings, cached.build)
         lm = load_lm(settings, loaded.device, loaded.dtype)
         return cls(loaded, settings, LmPlanner(lm, loaded.limits.max_duration_s) if lm else None)
 

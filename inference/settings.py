@@ -38,6 +38,18 @@ class Environment(EnvSettingsSource):
                 if name in names and value is not None and value.strip()}
 
 
+def _writable(folder: Path) -> bool:
+    """Whether ``folder`` exists or can be made, and takes files (a network volume may be mounted read-only)."""
+    import tempfile
+
+    try:
+        folder.mkdir(exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
 class Settings(BaseSettings):
     """Configuration of the worker and the API shim, read once at start-up (``Settings.from_env()``)."""
 
@@ -116,7 +128,8 @@ class Settings(BaseSettings):
     converted_dir: Path | None = Field(
         None, alias="ACESTEP_CONVERTED_DIR",
         description="Where a cached original-layout checkpoint is converted once, for later cold starts to reuse; "
-                    "unset = /runpod-volume/acestep-converted when writable, else /tmp/acestep-converted.")
+                    "unset = /runpod-volume/acestep-converted when that volume is writable, else it is converted in "
+                    "memory at each start.")
 
     # --- LoRA adapters (README "LoRA adapters") ---
     lora_dir: Path | None = Field(
@@ -326,11 +339,17 @@ class Settings(BaseSettings):
 
     @property
     def converted_folders(self) -> list[Path]:
-        """Where conversions of cached checkpoints go, the first writable one taken."""
+        """Where conversions of cached checkpoints are kept, the first writable one taken."""
         if self.converted_dir is not None:
             return [self.converted_dir]
         volume = Path(RUNPOD_VOLUME)
-        return ([volume / "acestep-converted"] if volume.is_dir() else []) + [Path("/tmp/acestep-converted")]
+        return [volume / "acestep-converted"] if volume.is_dir() and _writable(volume / "acestep-converted") else []
+
+    @property
+    def convert_to_folder(self) -> bool:
+        """A cached original-layout checkpoint is converted into a kept folder (ACESTEP_CONVERTED_DIR, or a writable
+        network volume); without one, in memory at each start."""
+        return bool(self.converted_folders)
 
     @property
     def lora_folder(self) -> Path | None:

@@ -35,16 +35,17 @@ def hub(tmp_path_factory) -> Path:
     return cache
 
 
-def served(cache: Path, converted: Path, tmp_path: Path, **env: str) -> tuple[dict, str]:
+def served(cache: Path, converted: Path | None, tmp_path: Path, **env: str) -> tuple[dict, str]:
     """One job through ``handler.py`` (RunPod's local test mode: cold start, the job, exit) with an empty
     checkpoint folder, as in the slim image."""
     empty = tmp_path / "checkpoints"
     empty.mkdir(exist_ok=True)
     done = subprocess.run([sys.executable, "handler.py", "--test_input", json.dumps(JOB)], cwd=ROOT,
                           capture_output=True, text=True, timeout=600,
-                          env=worker_env(empty, **{"ACESTEP_HF_CACHE": str(cache), "ACESTEP_CONVERTED_DIR": str(converted),
-                                                   "ACESTEP_LM_MODEL": LM, "ACESTEP_WARMUP": "0",
-                                                   "ACESTEP_OUTPUT_DIR": str(tmp_path / "out"), **env}))
+                          env=worker_env(empty, **{"ACESTEP_HF_CACHE": str(cache), "ACESTEP_LM_MODEL": LM,
+                                                   "ACESTEP_WARMUP": "0", "ACESTEP_OUTPUT_DIR": str(tmp_path / "out"),
+                                                   **({"ACESTEP_CONVERTED_DIR": str(converted)} if converted else {}),
+                                                   **env}))
     log = done.stdout + done.stderr
     output = next((ast.literal_eval(line.split("Job result: ", 1)[1]) for line in log.splitlines()
                    if "Job result: " in line), None)
@@ -65,6 +66,16 @@ def test_an_original_layout_snapshot_is_converted_once_and_served(hub, tmp_path)
     assert "was converted before" in log and "converting the cached" not in log
     assert Path(again["audios"][0]["path"]).read_bytes() == Path(first["audios"][0]["path"]).read_bytes()
     assert done.is_file()
+
+
+def test_without_a_folder_to_keep_a_conversion_it_is_converted_in_memory(hub, tmp_path):
+    """No ACESTEP_CONVERTED_DIR and no network volume: nothing kept for a later start to find, so nothing is
+    written; the same song as from a converted folder."""
+    from_memory, log = served(hub, None, tmp_path)
+    assert "converting the cached acestep-v15-turbo in memory" in log
+    assert from_memory["dit_model"] == "acestep-v15-turbo" and from_memory["lm_model"] == LM
+    kept, _ = served(hub, tmp_path / "converted", tmp_path)
+    assert Path(from_memory["audios"][0]["path"]).read_bytes() == Path(kept["audios"][0]["path"]).read_bytes()
 
 
 def test_a_half_downloaded_snapshot_is_refused_naming_the_missing_file(hub, tmp_path_factory, tmp_path):
@@ -98,7 +109,8 @@ def test_where_the_cache_is_looked_for(tmp_path, hub):
         "snapshots" / SNAPSHOT  # refs/main names it
     baked = Settings(ACESTEP_CHECKPOINT_DIR=tmp_path, ACESTEP_HF_CACHE=hub)
     (tmp_path / "acestep-v15-turbo").mkdir()
-    assert with_cached_models(baked, None) is baked  # a baked checkpoint wins: the cache is not even looked at
+    kept = with_cached_models(baked, None)
+    assert kept.settings is baked and kept.build is None  # a baked checkpoint wins: the cache is not looked at
     missing = Settings(ACESTEP_CHECKPOINT_DIR=tmp_path / "none", ACESTEP_HF_CACHE=hub, ACESTEP_DIT_MODEL="acestep-v15-sft")
     with pytest.raises(CheckpointError, match="set the endpoint's cached model to ACE-Step/acestep-v15-sft"):
         with_cached_models(missing, None)
