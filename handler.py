@@ -115,6 +115,8 @@ def concurrency_modifier(current: int) -> int:
     is broken: RunPod is replacing this worker, and every job it took meanwhile would only fail."""
     if WORKER is not None and WORKER.fault:
         return 0
+    if SERVICE is None:  # it can only say why it cannot serve: one job at a time, then RunPod refreshes it
+        return 1
     return SETTINGS.worker_concurrency
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from builder.convert import MODULES
 from builder.layout import LayoutError, MAIN_REPO, TEXT_ENCODER_DIR, VAE_DIR, check_present, components
 from inference.errors import CachedModelError, CheckpointError
 from inference.settings import RUNPOD_VOLUME, Settings
@@ -106,7 +107,7 @@ def with_cached_models(settings: Settings, lm_name: str | None) -> Cached:
     else:
         build = _in_memory(source, dit_name)
     if lm_name and settings.lm_model_path is None:
-        lm_dir = _cached_lm(roots, lm_name)
+        lm_dir = _cached_lm(roots, lm_name, settings)
         if lm_dir is not None:
             update["lm_model_path"] = lm_dir
         elif settings.lm_model:  # named by the operator: it must be there (the tier's default may be missing)
@@ -171,9 +172,13 @@ def _in_memory(folders: dict[str, Path], dit_name: str) -> Callable[[Any], Any]:
             _link_source(folders, dit_name, Path(staging))
             log.info("converting the cached %s in memory (no persistent ACESTEP_CONVERTED_DIR)", dit_name)
             try:  # in the image build's dtype first, so the weights are exactly a baked checkpoint's
-                return pipeline_in_memory(Path(staging), dit_name, BAKED_DTYPE).to(dtype=dtype)
+                pipe = pipeline_in_memory(Path(staging), dit_name, BAKED_DTYPE)
             except ConversionError as err:
-                raise CheckpointError(f"the cached {dit_name} cannot be converted: {err}") from None
+                raise CachedModelError(f"the cached {dit_name} cannot be converted: {err}") from None
+        if dtype != BAKED_DTYPE:  # the weights' modules only: buffers (the text encoder's rotary table) keep theirs,
+            for name in (*MODULES, "text_encoder"):  # and the loader casts the VAE as ACESTEP_VAE_DTYPE says
+                getattr(pipe, name).to(dtype)
+        return pipe
 
     return build
 
@@ -198,7 +203,7 @@ def _converted(folders: dict[str, Path], dit_name: str, settings: Settings) -> P
             if (base / key / dit_name / "model_index.json").is_file():
                 return base / key / dit_name
             return _convert_into(folders, dit_name, base / key)
-    raise CheckpointError(f"ACESTEP_CONVERTED_DIR is not writable: the cached {dit_name} cannot be converted into it")
+    raise CachedModelError(f"ACESTEP_CONVERTED_DIR is not writable: the cached {dit_name} cannot be converted into it")
 
 
 @contextmanager
@@ -219,28 +224,33 @@ def _convert_into(folders: dict[str, Path], dit_name: str, out: Path) -> Path:
         _link_source(folders, dit_name, staging)
         log.info("converting the cached %s into %s (once for this snapshot)", dit_name, out)
         try:
-            return convert(staging, dit_name, out, force=True)
+            return convert(staging, dit_name, out)  # never over a finished one (another host's, say)
         except ConversionError as err:
-            raise CheckpointError(f"the cached {dit_name} cannot be converted: {err}") from None
+            if (out / dit_name / "model_index.json").is_file():
+                return out / dit_name
+            raise CachedModelError(f"the cached {dit_name} cannot be converted: {err}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _as_named(snapshot_dir: Path, dit_name: str, settings: Settings) -> Path:
-    """A diffusers snapshot under its model's name (what the worker reports): a link to it."""
+def _as_named(snapshot_dir: Path, name: str, settings: Settings) -> Path:
+    """A snapshot folder under its model's name (what the worker reports, not the snapshot's hash): a link."""
     for base in [*settings.converted_folders, Path(tempfile.gettempdir()) / "acestep-models"]:
-        link = base / _key({dit_name: snapshot_dir}) / dit_name
+        link = base / _key({name: snapshot_dir}) / name
         try:
             link.parent.mkdir(parents=True, exist_ok=True)
-            if not link.exists():
-                os.symlink(snapshot_dir.resolve(), link)
-            return link
+            os.symlink(snapshot_dir.resolve(), link)
+        except FileExistsError:
+            pass  # made before, or by another worker at the same moment
         except OSError:
             continue
+        if link.resolve() == snapshot_dir.resolve():
+            return link
     return snapshot_dir
 
 
-def _cached_lm(roots: list[Path], lm_name: str) -> Path | None:
+def _cached_lm(roots: list[Path], lm_name: str, settings: Settings) -> Path | None:
+    """The LM's folder in the cache, its files checked, under its own name; None when the cache lacks it."""
     from builder.layout import lm_component
 
     part = lm_component(lm_name)
@@ -248,4 +258,11 @@ def _cached_lm(roots: list[Path], lm_name: str) -> Path | None:
     if found is None:
         return None
     folder = found / part.subfolder if part.subfolder else found
-    return folder if folder.is_dir() else None
+    if not folder.is_dir():
+        return None
+    try:
+        check_present(folder.parent, _renamed(part, folder.name))
+    except LayoutError as err:
+        raise CachedModelError(f"the cached snapshot of {part.repo} is incomplete or not ACE-Step's: {err}"
+                               f" (a download still running, or a different repo?)") from None
+    return folder if part.subfolder else _as_named(folder, lm_name, settings)

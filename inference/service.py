@@ -18,7 +18,14 @@ from inference.accelerator_faults import LM_OUT_OF_MEMORY, out_of_memory
 from inference.audio import encode_all, expected_bytes
 from inference.audio_fetch import fetch_audio_inputs
 from inference.audio_input import decode_audio_inputs
-from inference.errors import CancelledJob, GenerationError, UnsupportedError
+from inference.errors import (
+    CachedModelError,
+    CancelledJob,
+    CheckpointError,
+    GenerationError,
+    UnsupportedError,
+    one_line,
+)
 from inference.hardware import free_accelerator_memory
 from inference.lm.load import load_lm, wanted_lm
 from inference.model_cache import with_cached_models
@@ -90,9 +97,16 @@ class GenerationService:
         """The cold start: load (and warm up) the checkpoint and the 5 Hz LM once; with no checkpoint baked in,
         from the host's model cache."""
         cached = with_cached_models(settings, wanted_lm(settings))
+        from_cache = cached.settings is not settings or cached.build is not None
         settings = cached.settings
-        loaded = load_pipeline(settings, cached.build)
-        lm = load_lm(settings, loaded.device, loaded.dtype)
+        try:
+            loaded = load_pipeline(settings, cached.build)
+            lm = load_lm(settings, loaded.device, loaded.dtype)
+        except (CheckpointError, OSError) as err:
+            if not from_cache or isinstance(err, CachedModelError):
+                raise
+            # what the host's cache holds may be whole for a later worker: never a crash loop
+            raise CachedModelError(f"the cached checkpoint could not be loaded: {one_line(str(err), 300)}") from err
         return cls(loaded, settings, LmPlanner(lm, loaded.limits.max_duration_s) if lm else None)
 
     @property

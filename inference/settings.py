@@ -13,6 +13,7 @@ or secrets folder is read, and no variable is split into nested fields.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -128,8 +129,8 @@ class Settings(BaseSettings):
     converted_dir: Path | None = Field(
         None, alias="ACESTEP_CONVERTED_DIR",
         description="Where a cached original-layout checkpoint is converted once, for later cold starts to reuse; "
-                    "unset = /runpod-volume/acestep-converted when that volume is writable, else it is converted in "
-                    "memory at each start.")
+                    "unset = /runpod-volume/acestep-converted when a network volume is mounted there and writable, "
+                    "else (or 'none') it is converted in memory at each start.")
 
     # --- LoRA adapters (README "LoRA adapters") ---
     lora_dir: Path | None = Field(
@@ -341,9 +342,10 @@ class Settings(BaseSettings):
     def converted_folders(self) -> list[Path]:
         """Where conversions of cached checkpoints are kept, the first writable one taken."""
         if self.converted_dir is not None:
-            return [self.converted_dir]
-        volume = Path(RUNPOD_VOLUME)
-        return [volume / "acestep-converted"] if volume.is_dir() and _writable(volume / "acestep-converted") else []
+            return [] if str(self.converted_dir).lower() == "none" else [self.converted_dir]
+        volume = Path(RUNPOD_VOLUME)  # a network volume is a mount; without one it is a folder of the container
+        kept = volume / "acestep-converted"
+        return [kept] if os.path.ismount(volume) and _writable(kept) else []
 
     @property
     def convert_to_folder(self) -> bool:

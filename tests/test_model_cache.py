@@ -114,3 +114,14 @@ def test_where_the_cache_is_looked_for(tmp_path, hub):
     missing = Settings(ACESTEP_CHECKPOINT_DIR=tmp_path / "none", ACESTEP_HF_CACHE=hub, ACESTEP_DIT_MODEL="acestep-v15-sft")
     with pytest.raises(CheckpointError, match="set the endpoint's cached model to ACE-Step/acestep-v15-sft"):
         with_cached_models(missing, None)
+
+
+def test_an_lm_in_a_repo_of_its_own_is_found_under_its_name(hub, tmp_path):
+    make_demo_lm(tmp_path / "lm")
+    cache_as_hub(tmp_path / "lm", hub, "ACE-Step/acestep-5Hz-lm-0.6B")
+    settings = Settings(ACESTEP_CHECKPOINT_DIR=tmp_path / "none", ACESTEP_HF_CACHE=hub,
+                        ACESTEP_LM_MODEL="acestep-5Hz-lm-0.6B", ACESTEP_CONVERTED_DIR="none")
+    cached = with_cached_models(settings, "acestep-5Hz-lm-0.6B")
+    assert cached.build is not None  # no folder to keep a conversion: in memory
+    assert cached.settings.lm_model_path.name == "acestep-5Hz-lm-0.6B"  # not the snapshot's hash
+    assert (cached.settings.lm_model_path / "config.json").is_file()
