@@ -35,7 +35,7 @@ import torch
 
 from builder.convert import MODULES
 from builder.layout import LayoutError, MAIN_REPO, TEXT_ENCODER_DIR, VAE_DIR, check_present, components
-from inference.errors import CachedModelError, CheckpointError
+from inference.errors import CachedModelError
 from inference.settings import RUNPOD_VOLUME, Settings
 
 log = logging.getLogger("acestep.model_cache")
