@@ -61,6 +61,43 @@ class LoraDefaults:
             defaults = [LoraRef(name=name, scale=scale) for name, scale in self.entries.values()]
         return request.model_copy(update={"lora": defaults})
 
+    def load(self, name: str, label: str | None) -> str:
+        """``name`` joins the set under ``label``, or, without one, becomes the whole set; the label used."""
+        with self._lock:
+            if label is None:
+                self.entries.clear()
+            label = label or name
+            if any(n == name and other != label for other, (n, _) in self.entries.items()):
+                raise ApiError(400, f"lora_path: {name!r} is loaded already, under another adapter_name")
+            if label not in self.entries and len(self.entries) >= LORA_MAX_ADAPTERS:
+                raise ApiError(400, f"at most {LORA_MAX_ADAPTERS} adapters at once: unload one first")
+            self.entries[label] = (name, self.entries.get(label, (name, 1.0))[1])
+            return label
+
+    def unload(self) -> bool:
+        """No default adapters; whether there were any."""
+        with self._lock:
+            had = bool(self.entries)
+            self.entries.clear()
+            return had
+
+    def toggle(self, use_lora: bool) -> bool:
+        """Switch the set on or off; False when there is none to switch."""
+        with self._lock:
+            if not self.entries:
+                return False
+            self.use_lora = use_lora
+            return True
+
+    def scale(self, scale: float, label: str | None) -> str | None:
+        """Set the scale of ``label``, or of every adapter; the refusal when there is one."""
+        with self._lock:
+            if label is not None and label not in self.entries:
+                return f"Adapter '{label}' not in loaded adapters: {list(self.entries)}"
+            for each in [label] if label else list(self.entries):
+                self.entries[each] = (self.entries[each][0], scale)
+            return None
+
     def status(self, available: list[str]) -> dict[str, Any]:
         with self._lock:
             scales = {label: scale for label, (_, scale) in self.entries.items()}
@@ -116,50 +153,35 @@ def register_lora_routes(app: FastAPI, settings: Settings, read_object: Callable
             await asyncio.to_thread(service.lora.resolve, [LoraRef(name=name)])
         except InputError as err:
             raise ApiError(400, str(err).replace("lora[0].name", "lora_path").replace("lora[0]", "lora_path")) from None
-        label = (body.adapter_name or "").strip() or name
-        with defaults._lock:
-            if not (body.adapter_name or "").strip():
-                defaults.entries.clear()
-            if any(n == name and other != label for other, (n, _) in defaults.entries.items()):
-                raise ApiError(400, f"lora_path: {name!r} is loaded already, under another adapter_name")
-            if label not in defaults.entries and len(defaults.entries) >= LORA_MAX_ADAPTERS:
-                raise ApiError(400, f"at most {LORA_MAX_ADAPTERS} adapters at once: unload one first")
-            defaults.entries[label] = (name, defaults.entries.get(label, (name, 1.0))[1])
+        given = (body.adapter_name or "").strip() or None  # upstream reads an empty name as none
+        label = defaults.load(name, given)
         data = {"message": f"LoRA '{label}' loaded from {body.lora_path}", "lora_path": body.lora_path}
-        if (body.adapter_name or "").strip():
+        if given is not None:
             data["adapter_name"] = body.adapter_name
         return ok(data)
 
     @app.post("/v1/lora/unload")
     async def lora_unload(request: Request):
         defaults, _ = defaults_of(request)
-        with defaults._lock:
-            had = bool(defaults.entries)
-            defaults.entries.clear()
-        return ok({"message": "LoRA unloaded, using base model" if had else "No LoRA adapter loaded."})
+        return ok({"message": "LoRA unloaded, using base model" if defaults.unload() else "No LoRA adapter loaded."})
 
     @app.post("/v1/lora/toggle")
     async def lora_toggle(request: Request):
         defaults, _ = defaults_of(request)
         body = _parsed(ToggleLoraRequest, await read_object(request))
-        with defaults._lock:
-            if not defaults.entries:
-                return failure(400, "No LoRA adapter loaded. Please load a LoRA first.", http_status=200)
-            defaults.use_lora = body.use_lora
+        if not defaults.toggle(body.use_lora):
+            return failure(400, "No LoRA adapter loaded. Please load a LoRA first.", http_status=200)
         return ok({"message": f"LoRA {'enabled' if body.use_lora else 'disabled'}", "use_lora": body.use_lora})
 
     @app.post("/v1/lora/scale")
     async def lora_scale(request: Request):
         defaults, _ = defaults_of(request)
         body = _parsed(ScaleLoraRequest, await read_object(request))
-        with defaults._lock:
-            if not defaults.entries:
-                return ok({"message": "No LoRA loaded", "scale": body.scale})
-            if body.adapter_name is not None and body.adapter_name not in defaults.entries:
-                return failure(400, f"Adapter '{body.adapter_name}' not in loaded adapters: "
-                                    f"{list(defaults.entries)}", http_status=200)
-            for label in [body.adapter_name] if body.adapter_name else list(defaults.entries):
-                defaults.entries[label] = (defaults.entries[label][0], body.scale)
+        if not defaults.entries:
+            return ok({"message": "No LoRA loaded", "scale": body.scale})
+        refusal = defaults.scale(body.scale, body.adapter_name)
+        if refusal is not None:
+            return failure(400, refusal, http_status=200)
         data = {"message": f"LoRA scale ({body.adapter_name or 'all'}): {body.scale:.2f}", "scale": body.scale}
         if body.adapter_name is not None:
             data["adapter_name"] = body.adapter_name

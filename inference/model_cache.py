@@ -27,16 +27,24 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from builder.convert import MODULES
-from builder.layout import LayoutError, MAIN_REPO, TEXT_ENCODER_DIR, VAE_DIR, check_present, components
+from builder.layout import (
+    MAIN_REPO,
+    TEXT_ENCODER_DIR,
+    VAE_DIR,
+    Component,
+    LayoutError,
+    check_present,
+    components,
+)
 from inference.errors import CachedModelError
-from inference.settings import RUNPOD_VOLUME, Settings
+from inference.settings import RUNPOD_VOLUME, Settings, writable_folder
 
 log = logging.getLogger("acestep.model_cache")
 RUNPOD_HF_CACHE = Path(RUNPOD_VOLUME) / "huggingface-cache" / "hub"
@@ -96,18 +104,19 @@ def with_cached_models(settings: Settings, lm_name: str | None) -> Cached:
         raise CachedModelError(f"no {dit_name} in {settings.checkpoint_dir} nor in the model cache ({where}): "
                               f"set the endpoint's cached model to {dit.repo}, or bake the checkpoints into the image")
     source = _source_folder(roots, parts, dit_snapshot)
+    kept = settings.converted_folders  # looked up once: it may probe a volume by writing to it
     update: dict = {}
     build = None
     if dit.kind == "dit-diffusers":
-        update["config_path"] = _as_named(dit_snapshot, dit_name, settings)
-    elif (done := _converted_before(source, dit_name, settings)) is not None:
+        update["config_path"] = _as_named(dit_snapshot, dit_name, kept)
+    elif (done := _converted_before(source, dit_name, kept)) is not None:
         update["config_path"] = done
-    elif settings.convert_to_folder:
-        update["config_path"] = _converted(source, dit_name, settings)
+    elif kept:  # a folder that later cold starts will find: converted into it once
+        update["config_path"] = _converted(source, dit_name, kept)
     else:
         build = _in_memory(source, dit_name)
     if lm_name and settings.lm_model_path is None:
-        lm_dir = _cached_lm(roots, lm_name, settings)
+        lm_dir = _cached_lm(roots, lm_name, kept)
         if lm_dir is not None:
             update["lm_model_path"] = lm_dir
         elif settings.lm_model:  # named by the operator: it must be there (the tier's default may be missing)
@@ -130,20 +139,18 @@ def _source_folder(roots: list[Path], parts, dit_snapshot: Path) -> dict[str, Pa
         else:
             raise CachedModelError(f"the model cache has no {part.repo}, which {part.folder}/ comes from: cache it "
                                   f"too, or bake the checkpoints into the image")
-        folder = base / part.subfolder if part.subfolder else base
-        try:
-            check_present(folder.parent, _renamed(part, folder.name))
-        except LayoutError as err:
-            raise CachedModelError(f"the cached snapshot of {part.repo} is incomplete or not ACE-Step's: {err}"
-                                  f" (a download still running, or a different repo?)") from None
-        folders[part.folder] = folder
+        folders[part.folder] = _checked(part, base / part.subfolder if part.subfolder else base)
     return folders
 
 
-def _renamed(part, folder_name: str):
-    from dataclasses import replace
-
-    return replace(part, folder=folder_name)
+def _checked(part: Component, folder: Path) -> Path:
+    """``folder``, once every file ``part`` needs is in it (a dangling link into blobs/ is a missing file)."""
+    try:
+        check_present(folder.parent, replace(part, folder=folder.name))
+    except LayoutError as err:
+        raise CachedModelError(f"the cached snapshot of {part.repo} is incomplete or not ACE-Step's: {err}"
+                               f" (a download still running, or a different repo?)") from None
+    return folder
 
 
 def _key(folders: dict[str, Path]) -> str:
@@ -152,9 +159,9 @@ def _key(folders: dict[str, Path]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _converted_before(folders: dict[str, Path], dit_name: str, settings: Settings) -> Path | None:
+def _converted_before(folders: dict[str, Path], dit_name: str, kept: list[Path]) -> Path | None:
     key = _key(folders)
-    for base in settings.converted_folders:
+    for base in kept:
         done = base / key / dit_name
         if (done / "model_index.json").is_file():
             log.info("the cached %s was converted before: %s", dit_name, done)
@@ -189,15 +196,11 @@ def _link_source(folders: dict[str, Path], dit_name: str, staging: Path) -> None
         os.symlink(folders[name].resolve(), staging / name)
 
 
-def _converted(folders: dict[str, Path], dit_name: str, settings: Settings) -> Path:
+def _converted(folders: dict[str, Path], dit_name: str, kept: list[Path]) -> Path:
     """The original layout converted into the first writable conversion folder, once."""
     key = _key(folders)
-    for base in settings.converted_folders:
-        try:
-            (base / key).mkdir(parents=True, exist_ok=True)
-            probe = tempfile.NamedTemporaryFile(dir=base / key)
-            probe.close()
-        except OSError:
+    for base in kept:
+        if not writable_folder(base / key, parents=True):
             continue
         with _locked(base / key):  # another worker on this host may be converting the same snapshot
             if (base / key / dit_name / "model_index.json").is_file():
@@ -233,9 +236,9 @@ def _convert_into(folders: dict[str, Path], dit_name: str, out: Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _as_named(snapshot_dir: Path, name: str, settings: Settings) -> Path:
+def _as_named(snapshot_dir: Path, name: str, kept: list[Path]) -> Path:
     """A snapshot folder under its model's name (what the worker reports, not the snapshot's hash): a link."""
-    for base in [*settings.converted_folders, Path(tempfile.gettempdir()) / "acestep-models"]:
+    for base in [*kept, Path(tempfile.gettempdir()) / "acestep-models"]:
         link = base / _key({name: snapshot_dir}) / name
         try:
             link.parent.mkdir(parents=True, exist_ok=True)
@@ -249,7 +252,7 @@ def _as_named(snapshot_dir: Path, name: str, settings: Settings) -> Path:
     return snapshot_dir
 
 
-def _cached_lm(roots: list[Path], lm_name: str, settings: Settings) -> Path | None:
+def _cached_lm(roots: list[Path], lm_name: str, kept: list[Path]) -> Path | None:
     """The LM's folder in the cache, its files checked, under its own name; None when the cache lacks it."""
     from builder.layout import lm_component
 
@@ -260,9 +263,5 @@ def _cached_lm(roots: list[Path], lm_name: str, settings: Settings) -> Path | No
     folder = found / part.subfolder if part.subfolder else found
     if not folder.is_dir():
         return None
-    try:
-        check_present(folder.parent, _renamed(part, folder.name))
-    except LayoutError as err:
-        raise CachedModelError(f"the cached snapshot of {part.repo} is incomplete or not ACE-Step's: {err}"
-                               f" (a download still running, or a different repo?)") from None
-    return folder if part.subfolder else _as_named(folder, lm_name, settings)
+    _checked(part, folder)
+    return folder if part.subfolder else _as_named(folder, lm_name, kept)

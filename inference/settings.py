@@ -39,12 +39,12 @@ class Environment(EnvSettingsSource):
                 if name in names and value is not None and value.strip()}
 
 
-def _writable(folder: Path) -> bool:
+def writable_folder(folder: Path, parents: bool = False) -> bool:
     """Whether ``folder`` exists or can be made, and takes files (a network volume may be mounted read-only)."""
     import tempfile
 
     try:
-        folder.mkdir(exist_ok=True)
+        folder.mkdir(parents=parents, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder):
             return True
     except OSError:
@@ -345,13 +345,7 @@ class Settings(BaseSettings):
             return [] if str(self.converted_dir).lower() == "none" else [self.converted_dir]
         volume = Path(RUNPOD_VOLUME)  # a network volume is a mount; without one it is a folder of the container
         kept = volume / "acestep-converted"
-        return [kept] if os.path.ismount(volume) and _writable(kept) else []
-
-    @property
-    def convert_to_folder(self) -> bool:
-        """A cached original-layout checkpoint is converted into a kept folder (ACESTEP_CONVERTED_DIR, or a writable
-        network volume); without one, in memory at each start."""
-        return bool(self.converted_folders)
+        return [kept] if os.path.ismount(volume) and writable_folder(kept) else []
 
     @property
     def lora_folder(self) -> Path | None:

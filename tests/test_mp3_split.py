@@ -13,8 +13,7 @@ import inference.mp3 as mp3
 from inference.audio import encode, encode_all
 from inference.hardware import usable_cores
 from inference.mp3 import split
-from inference.mp3.frames import SAMPLES_PER_FRAME as FRAME
-from inference.mp3.frames import walk
+from inference.mp3.frames import SAMPLES_PER_FRAME as FRAME, walk
 
 RATE = 48_000
 
